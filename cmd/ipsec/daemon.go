@@ -61,7 +61,11 @@ func cmdStart(e *env) int {
 	if e.flags.Changed("rundir") {
 		args = append(args, "--rundir", e.rundir)
 	}
+	// As Libreswan's ipsec.service runs pluto with --config
+	// /etc/ipsec.conf: the default file is used when it exists.
 	if e.flags.Changed("config") {
+		args = append(args, "--config", e.config)
+	} else if _, err := os.Stat(e.config); err == nil {
 		args = append(args, "--config", e.config)
 	}
 	args = append(args, e.args...)

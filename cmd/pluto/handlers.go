@@ -154,6 +154,7 @@ func (d *daemon) handle(_ context.Context, req *ctl.Request, stream func(string)
 		stream(line)
 	}
 
+	d.log.Debugf(logging.Base, "control request %q %s", req.Command, req.Name)
 	switch req.Command {
 	case ctl.CmdPing:
 		return ctl.OK("pong")

@@ -505,6 +505,7 @@ func TestLogFileOptions(t *testing.T) {
 func TestStderrAndDebugLines(t *testing.T) {
 	dir := rundir(t)
 	p := startPluto(t, dir, "--stderrlog", "--log-no-time", "--debug", "base")
+	p.do(&ctl.Request{Command: ctl.CmdPing})
 	res := p.do(&ctl.Request{Command: ctl.CmdDebug, Args: map[string]string{ctl.ArgSet: "none"}})
 	if res.Status != 0 {
 		t.Fatalf("debug none: %+v", res)
@@ -524,6 +525,11 @@ func TestStderrAndDebugLines(t *testing.T) {
 	}
 	if !strings.Contains(out, "debug classes now: none") {
 		t.Errorf("debug change not logged:\n%s", out)
+	}
+	// With --debug base the ping and the debug request are logged as debug
+	// lines; after "debug none" the next ping is not.
+	if n := strings.Count(out, "\n| control request"); n != 2 || !strings.Contains(out, "\n| control request \"ping\"") {
+		t.Errorf("want exactly 2 '| control request' debug lines (ping, debug), got %d:\n%s", n, out)
 	}
 	if timestamp.MatchString(strings.SplitN(out, "\n", 2)[0]) {
 		t.Errorf("--log-no-time ignored on stderr:\n%s", out)
