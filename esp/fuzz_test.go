@@ -1,6 +1,8 @@
 package esp
 
 import (
+	"goswan/proposal"
+
 	"bytes"
 	"net/netip"
 	"testing"
@@ -16,7 +18,7 @@ func FuzzOpen(f *testing.F) {
 		for _, mode := range []Mode{Tunnel, Transport} {
 			cfg := s.config(0xf000)
 			cfg.Mode = mode
-			cfg.ESN = s.encr == ENCR_AES_GCM_16
+			cfg.ESN = s.encr == proposal.EncrAESGCM16
 			cfg.Local, cfg.Remote = netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")
 			cfg.Selectors = []Selector{{Src: netip.MustParsePrefix("0.0.0.0/0"), Dst: netip.MustParsePrefix("0.0.0.0/0")}}
 			out, err := NewSA(cfg)

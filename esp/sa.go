@@ -49,6 +49,8 @@
 package esp
 
 import (
+	"goswan/proposal"
+
 	"crypto/hmac"
 	"encoding/binary"
 	"errors"
@@ -103,13 +105,13 @@ type SAConfig struct {
 
 	// Encr and EncrKey: for AEAD transforms EncrKey is the KEYMAT slice as
 	// IKEv2 gives it, the key followed by the 4-octet salt (RFC 4106 §8.1,
-	// RFC 7634 §2). For AES-CBC it is the key alone; ENCR_NULL has none.
-	Encr    EncrID
+	// RFC 7634 §2). For AES-CBC it is the key alone; proposal.EncrNull has none.
+	Encr    proposal.EncrID
 	EncrKey []byte
-	// Integ and IntegKey: AUTH_NONE for AEAD transforms.
-	Integ    IntegID
+	// Integ and IntegKey: proposal.IntegNone for AEAD transforms.
+	Integ    proposal.IntegID
 	IntegKey []byte
-	// AllowNullEncryption must be set for ENCR_NULL to be accepted.
+	// AllowNullEncryption must be set for proposal.EncrNull to be accepted.
 	AllowNullEncryption bool
 
 	ESN          bool   // 64-bit extended sequence numbers (esn=yes)

@@ -1,6 +1,8 @@
 package esp
 
 import (
+	"goswan/proposal"
+
 	"bytes"
 	"encoding/binary"
 	"fmt"
@@ -13,20 +15,20 @@ import (
 
 type suiteCase struct {
 	name  string
-	encr  EncrID
+	encr  proposal.EncrID
 	ekey  int
-	integ IntegID
+	integ proposal.IntegID
 	ikey  int
 }
 
 var suites = []suiteCase{
-	{"aes128gcm", ENCR_AES_GCM_16, 20, AUTH_NONE, 0},
-	{"aes256gcm", ENCR_AES_GCM_16, 36, AUTH_NONE, 0},
-	{"chacha20poly1305", ENCR_CHACHA20_POLY1305, 36, AUTH_NONE, 0},
-	{"aes128cbc-sha256", ENCR_AES_CBC, 16, AUTH_HMAC_SHA2_256_128, 32},
-	{"aes256cbc-sha384", ENCR_AES_CBC, 32, AUTH_HMAC_SHA2_384_192, 48},
-	{"aes256cbc-sha512", ENCR_AES_CBC, 32, AUTH_HMAC_SHA2_512_256, 64},
-	{"null-sha256", ENCR_NULL, 0, AUTH_HMAC_SHA2_256_128, 32},
+	{"aes128gcm", proposal.EncrAESGCM16, 20, proposal.IntegNone, 0},
+	{"aes256gcm", proposal.EncrAESGCM16, 36, proposal.IntegNone, 0},
+	{"chacha20poly1305", proposal.EncrChaCha20Poly1305, 36, proposal.IntegNone, 0},
+	{"aes128cbc-sha256", proposal.EncrAESCBC, 16, proposal.IntegHMACSHA2256128, 32},
+	{"aes256cbc-sha384", proposal.EncrAESCBC, 32, proposal.IntegHMACSHA2384192, 48},
+	{"aes256cbc-sha512", proposal.EncrAESCBC, 32, proposal.IntegHMACSHA2512256, 64},
+	{"null-sha256", proposal.EncrNull, 0, proposal.IntegHMACSHA2256128, 32},
 }
 
 func keyOf(n int, b byte) []byte {
@@ -39,7 +41,7 @@ func keyOf(n int, b byte) []byte {
 
 func (s suiteCase) config(spi uint32) SAConfig {
 	return SAConfig{SPI: spi, Encr: s.encr, EncrKey: keyOf(s.ekey, 1), Integ: s.integ, IntegKey: keyOf(s.ikey, 7),
-		AllowNullEncryption: s.encr == ENCR_NULL, ReplayWindow: 128, Clock: testClock}
+		AllowNullEncryption: s.encr == proposal.EncrNull, ReplayWindow: 128, Clock: testClock}
 }
 
 // pair returns an outbound and an inbound SA with the same keys.
@@ -572,12 +574,12 @@ func TestLifetimes(t *testing.T) {
 
 func TestNewSAErrors(t *testing.T) {
 	for _, cfg := range []SAConfig{
-		{SPI: 1, Encr: ENCR_AES_GCM_16, EncrKey: make([]byte, 20)},
-		{SPI: 0x1000, Encr: ENCR_AES_GCM_16, EncrKey: make([]byte, 16)},
-		{SPI: 0x1000, Encr: ENCR_AES_GCM_16, EncrKey: make([]byte, 20), Integ: AUTH_HMAC_SHA2_256_128, IntegKey: make([]byte, 32)},
-		{SPI: 0x1000, Encr: ENCR_NULL, Integ: AUTH_HMAC_SHA2_256_128, IntegKey: make([]byte, 32)},
-		{SPI: 0x1000, Encr: ENCR_AES_CBC, EncrKey: make([]byte, 16)},
-		{SPI: 0x1000, Encr: ENCR_AES_CBC, EncrKey: make([]byte, 16), Integ: AUTH_HMAC_SHA2_256_128, IntegKey: make([]byte, 16)},
+		{SPI: 1, Encr: proposal.EncrAESGCM16, EncrKey: make([]byte, 20)},
+		{SPI: 0x1000, Encr: proposal.EncrAESGCM16, EncrKey: make([]byte, 16)},
+		{SPI: 0x1000, Encr: proposal.EncrAESGCM16, EncrKey: make([]byte, 20), Integ: proposal.IntegHMACSHA2256128, IntegKey: make([]byte, 32)},
+		{SPI: 0x1000, Encr: proposal.EncrNull, Integ: proposal.IntegHMACSHA2256128, IntegKey: make([]byte, 32)},
+		{SPI: 0x1000, Encr: proposal.EncrAESCBC, EncrKey: make([]byte, 16)},
+		{SPI: 0x1000, Encr: proposal.EncrAESCBC, EncrKey: make([]byte, 16), Integ: proposal.IntegHMACSHA2256128, IntegKey: make([]byte, 16)},
 		{SPI: 0x1000, Encr: 3},
 	} {
 		if _, err := NewSA(cfg); err == nil {

@@ -1,6 +1,8 @@
 package esp
 
 import (
+	"goswan/proposal"
+
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/hmac"
@@ -15,67 +17,15 @@ import (
 	"golang.org/x/crypto/chacha20poly1305"
 )
 
-// EncrID is an IKEv2 encryption transform identifier (Transform Type 1),
-// with the IANA numbers; it has the same values as proposal.EncrID.
-type EncrID uint16
-
-// The encryption transforms the engine implements.
-const (
-	ENCR_NULL              EncrID = 11 // RFC 2410, only with an integrity algorithm and AllowNullEncryption
-	ENCR_AES_CBC           EncrID = 12 // RFC 3602
-	ENCR_AES_GCM_16        EncrID = 20 // RFC 4106, 16-octet ICV
-	ENCR_CHACHA20_POLY1305 EncrID = 28 // RFC 7634
-)
-
-func (e EncrID) String() string {
-	switch e {
-	case ENCR_NULL:
-		return "ENCR_NULL"
-	case ENCR_AES_CBC:
-		return "ENCR_AES_CBC"
-	case ENCR_AES_GCM_16:
-		return "ENCR_AES_GCM_16"
-	case ENCR_CHACHA20_POLY1305:
-		return "ENCR_CHACHA20_POLY1305"
-	}
-	return fmt.Sprintf("ENCR_%d", uint16(e))
-}
-
-// IntegID is an IKEv2 integrity transform identifier (Transform Type 3),
-// with the IANA numbers; it has the same values as proposal.IntegID.
-type IntegID uint16
-
-// The integrity transforms the engine implements (RFC 4868).
-const (
-	AUTH_NONE              IntegID = 0
-	AUTH_HMAC_SHA2_256_128 IntegID = 12
-	AUTH_HMAC_SHA2_384_192 IntegID = 13
-	AUTH_HMAC_SHA2_512_256 IntegID = 14
-)
-
-func (i IntegID) String() string {
-	switch i {
-	case AUTH_NONE:
-		return "AUTH_NONE"
-	case AUTH_HMAC_SHA2_256_128:
-		return "AUTH_HMAC_SHA2_256_128"
-	case AUTH_HMAC_SHA2_384_192:
-		return "AUTH_HMAC_SHA2_384_192"
-	case AUTH_HMAC_SHA2_512_256:
-		return "AUTH_HMAC_SHA2_512_256"
-	}
-	return fmt.Sprintf("AUTH_%d", uint16(i))
-}
-
 // integParams returns the hash, the key length (RFC 4868 §2.1.1: the key
 // is as long as the hash output) and the truncated ICV length.
-func integParams(id IntegID) (func() hash.Hash, int, int, bool) {
+func integParams(id proposal.IntegID) (func() hash.Hash, int, int, bool) {
 	switch id {
-	case AUTH_HMAC_SHA2_256_128:
+	case proposal.IntegHMACSHA2256128:
 		return sha256.New, 32, 16, true
-	case AUTH_HMAC_SHA2_384_192:
+	case proposal.IntegHMACSHA2384192:
 		return sha512.New384, 48, 24, true
-	case AUTH_HMAC_SHA2_512_256:
+	case proposal.IntegHMACSHA2512256:
 		return sha512.New, 64, 32, true
 	}
 	return nil, 0, 0, false
@@ -128,13 +78,13 @@ type cbcMode interface {
 func newTransform(cfg *SAConfig) (*transform, error) {
 	t := &transform{}
 	switch cfg.Encr {
-	case ENCR_AES_GCM_16, ENCR_CHACHA20_POLY1305:
-		if cfg.Integ != AUTH_NONE {
+	case proposal.EncrAESGCM16, proposal.EncrChaCha20Poly1305:
+		if cfg.Integ != proposal.IntegNone {
 			return nil, fmt.Errorf("esp: SPI %#08x: %v is an AEAD and takes no integrity algorithm, got %v", cfg.SPI, cfg.Encr, cfg.Integ)
 		}
 		k := cfg.EncrKey
 		var err error
-		if cfg.Encr == ENCR_AES_GCM_16 {
+		if cfg.Encr == proposal.EncrAESGCM16 {
 			if len(k) != 16+4 && len(k) != 24+4 && len(k) != 32+4 {
 				return nil, fmt.Errorf("esp: SPI %#08x: %v needs 20, 28 or 36 octets of KEYMAT (key then 4-octet salt), got %d", cfg.SPI, cfg.Encr, len(k))
 			}
@@ -154,14 +104,14 @@ func newTransform(cfg *SAConfig) (*transform, error) {
 		copy(t.salt[:], k[len(k)-4:])
 		t.kind, t.ivLen, t.icvLen, t.align = kindAEAD, 8, 16, 4
 		return t, nil
-	case ENCR_AES_CBC, ENCR_NULL:
+	case proposal.EncrAESCBC, proposal.EncrNull:
 	default:
 		return nil, fmt.Errorf("esp: SPI %#08x: encryption transform %v is not supported", cfg.SPI, cfg.Encr)
 	}
 
 	newHash, keyLen, icvLen, ok := integParams(cfg.Integ)
 	if !ok {
-		return nil, fmt.Errorf("esp: SPI %#08x: %v needs an integrity algorithm (AUTH_HMAC_SHA2_256_128, _384_192 or _512_256), got %v", cfg.SPI, cfg.Encr, cfg.Integ)
+		return nil, fmt.Errorf("esp: SPI %#08x: %v needs an integrity algorithm (proposal.IntegHMACSHA2256128, _384_192 or _512_256), got %v", cfg.SPI, cfg.Encr, cfg.Integ)
 	}
 	if len(cfg.IntegKey) != keyLen {
 		return nil, fmt.Errorf("esp: SPI %#08x: %v needs a %d-octet key, got %d", cfg.SPI, cfg.Integ, keyLen, len(cfg.IntegKey))
@@ -169,12 +119,12 @@ func newTransform(cfg *SAConfig) (*transform, error) {
 	t.icvLen = icvLen
 	ikey := append([]byte(nil), cfg.IntegKey...)
 
-	if cfg.Encr == ENCR_NULL {
+	if cfg.Encr == proposal.EncrNull {
 		if !cfg.AllowNullEncryption {
-			return nil, fmt.Errorf("esp: SPI %#08x: ENCR_NULL refused: set AllowNullEncryption to ask for it explicitly", cfg.SPI)
+			return nil, fmt.Errorf("esp: SPI %#08x: proposal.EncrNull refused: set AllowNullEncryption to ask for it explicitly", cfg.SPI)
 		}
 		if len(cfg.EncrKey) != 0 {
-			return nil, fmt.Errorf("esp: SPI %#08x: ENCR_NULL takes no key, got %d octets", cfg.SPI, len(cfg.EncrKey))
+			return nil, fmt.Errorf("esp: SPI %#08x: proposal.EncrNull takes no key, got %d octets", cfg.SPI, len(cfg.EncrKey))
 		}
 		t.kind, t.ivLen, t.align = kindNull, 0, 4
 		t.macs.New = func() any { return &macState{h: hmac.New(newHash, ikey)} }
@@ -184,7 +134,7 @@ func newTransform(cfg *SAConfig) (*transform, error) {
 	switch len(cfg.EncrKey) {
 	case 16, 24, 32:
 	default:
-		return nil, fmt.Errorf("esp: SPI %#08x: ENCR_AES_CBC needs a 16, 24 or 32-octet key, got %d", cfg.SPI, len(cfg.EncrKey))
+		return nil, fmt.Errorf("esp: SPI %#08x: proposal.EncrAESCBC needs a 16, 24 or 32-octet key, got %d", cfg.SPI, len(cfg.EncrKey))
 	}
 	var err error
 	if t.block, err = aes.NewCipher(cfg.EncrKey); err != nil {

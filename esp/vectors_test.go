@@ -1,6 +1,8 @@
 package esp
 
 import (
+	"goswan/proposal"
+
 	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
@@ -74,8 +76,8 @@ func TestRFC3602Case5Transport(t *testing.T) {
 		18191a1b 1c1d1e1f 20212223 24252627 28292a2b 2c2d2e2f 30313233 34353637
 		01020304 05060708 090a0b0c 0d0e0e01`)
 	src, dst := netip.MustParseAddr("192.168.123.3"), netip.MustParseAddr("192.168.123.100")
-	cfg := SAConfig{SPI: 0x4321, Mode: Transport, Encr: ENCR_AES_CBC, EncrKey: key,
-		Integ: AUTH_HMAC_SHA2_256_128, IntegKey: ikey32, ReplayWindow: 64, Local: dst, Remote: src}
+	cfg := SAConfig{SPI: 0x4321, Mode: Transport, Encr: proposal.EncrAESCBC, EncrKey: key,
+		Integ: proposal.IntegHMACSHA2256128, IntegKey: ikey32, ReplayWindow: 64, Local: dst, Remote: src}
 	in := mustSA(t, cfg)
 	withICV := appendICV(ikey32, esp)
 	pkt := append(unhex("4500007c 08f20000 4032f9a5 c0a87b03 c0a87b64"), withICV...)
@@ -125,8 +127,8 @@ func TestRFC3602Case7Tunnel(t *testing.T) {
 	inner := unhex(`45000054 09040000 4001f988 c0a87b03 c0a87bc8 08009f76 a90a0100 b49c083d
 		02a20400 08090a0b 0c0d0e0f 10111213 14151617 18191a1b 1c1d1e1f 20212223
 		24252627 28292a2b 2c2d2e2f 30313233 34353637`)
-	in := mustSA(t, SAConfig{SPI: 0x8765, Encr: ENCR_AES_CBC, EncrKey: key,
-		Integ: AUTH_HMAC_SHA2_256_128, IntegKey: ikey32, ReplayWindow: 32,
+	in := mustSA(t, SAConfig{SPI: 0x8765, Encr: proposal.EncrAESCBC, EncrKey: key,
+		Integ: proposal.IntegHMACSHA2256128, IntegKey: ikey32, ReplayWindow: 32,
 		Selectors: []Selector{{Src: netip.MustParsePrefix("192.168.123.0/24"), Dst: netip.MustParsePrefix("192.168.123.200/32")}}})
 	got, err := in.Open(nil, appendICV(ikey32, esp))
 	if err != nil {
@@ -160,7 +162,7 @@ func TestMcGrewGCM(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			pkt, plain := unhex(tc.packet), unhex(tc.plain)
-			cfg := SAConfig{SPI: binary.BigEndian.Uint32(pkt), Encr: ENCR_AES_GCM_16, EncrKey: unhex(tc.keymat), ReplayWindow: 64}
+			cfg := SAConfig{SPI: binary.BigEndian.Uint32(pkt), Encr: proposal.EncrAESGCM16, EncrKey: unhex(tc.keymat), ReplayWindow: 64}
 			// The vectors carry next header 1 (ICMP) around an IPv4 packet:
 			// a tunnel-mode SA authenticates them, then refuses the next header.
 			tun := mustSA(t, cfg)
@@ -204,7 +206,7 @@ func TestRFC7634ESP(t *testing.T) {
 		14ee8099 d52844eb 61aa95df ab4c02f7 2aa71e7c 4c4f64c9 befe2fac c638e8f3
 		cbec163f ac469b50 2773f6fb 94e664da 9165b828 29f641e0 76aaa826 6b7fb0f7
 		b11b3699 07e1ad43`)
-	cfg := SAConfig{SPI: 0x01020304, Encr: ENCR_CHACHA20_POLY1305, EncrKey: keymat, ReplayWindow: 64,
+	cfg := SAConfig{SPI: 0x01020304, Encr: proposal.EncrChaCha20Poly1305, EncrKey: keymat, ReplayWindow: 64,
 		Selectors: []Selector{{Src: netip.MustParsePrefix("198.51.100.5/32"), Dst: netip.MustParsePrefix("192.0.2.0/24"), Proto: ProtoICMP}}}
 	in := mustSA(t, cfg)
 	got, err := in.Open(nil, esp)
@@ -240,21 +242,21 @@ func TestRFC7634ESP(t *testing.T) {
 func TestRFC4868(t *testing.T) {
 	rep := func(b byte, n int) []byte { return bytes.Repeat([]byte{b}, n) }
 	for _, tc := range []struct {
-		id        IntegID
+		id        proposal.IntegID
 		key, data []byte
 		icv       string
 	}{
-		{AUTH_HMAC_SHA2_256_128, rep(0x0b, 32), []byte("Hi There"), "198a607eb44bfbc69903a0f1cf2bbdc5"},
-		{AUTH_HMAC_SHA2_384_192, rep(0x0b, 48), []byte("Hi There"), "b6a8d5636f5c6a7224f9977dcf7ee6c7fb6d0c48cbdee973"},
-		{AUTH_HMAC_SHA2_512_256, rep(0x0b, 64), []byte("Hi There"), "637edc6e01dce7e6742a99451aae82df23da3e92439e590e43e761b33e910fb8"},
-		{AUTH_HMAC_SHA2_256_128, []byte("JefeJefeJefeJefeJefeJefeJefeJefe"), []byte("what do ya want for nothing?"), "167f928588c5cc2eef8e3093caa0e87c"},
-		{AUTH_HMAC_SHA2_384_192, []byte("JefeJefeJefeJefeJefeJefeJefeJefeJefeJefeJefeJefe"), []byte("what do ya want for nothing?"), "2c7353974f1842fd66d53c452ca42122b28c0b594cfb184d"},
-		{AUTH_HMAC_SHA2_512_256, []byte("JefeJefeJefeJefeJefeJefeJefeJefeJefeJefeJefeJefeJefeJefeJefeJefe"), []byte("what do ya want for nothing?"), "cb370917ae8a7ce28cfd1d8f4705d6141c173b2a9362c15df235dfb251b15454"},
-		{AUTH_HMAC_SHA2_256_128, rep(0xaa, 32), rep(0xdd, 50), "cdcb1220d1ecccea91e53aba3092f962"},
-		{AUTH_HMAC_SHA2_384_192, rep(0xaa, 48), rep(0xdd, 50), "809f439be00274321d4a538652164b53554a508184a0c316"},
-		{AUTH_HMAC_SHA2_512_256, rep(0xaa, 64), rep(0xdd, 50), "2ee7acd783624ca9398710f3ee05ae41b9f9b0510c87e49e586cc9bf961733d8"},
+		{proposal.IntegHMACSHA2256128, rep(0x0b, 32), []byte("Hi There"), "198a607eb44bfbc69903a0f1cf2bbdc5"},
+		{proposal.IntegHMACSHA2384192, rep(0x0b, 48), []byte("Hi There"), "b6a8d5636f5c6a7224f9977dcf7ee6c7fb6d0c48cbdee973"},
+		{proposal.IntegHMACSHA2512256, rep(0x0b, 64), []byte("Hi There"), "637edc6e01dce7e6742a99451aae82df23da3e92439e590e43e761b33e910fb8"},
+		{proposal.IntegHMACSHA2256128, []byte("JefeJefeJefeJefeJefeJefeJefeJefe"), []byte("what do ya want for nothing?"), "167f928588c5cc2eef8e3093caa0e87c"},
+		{proposal.IntegHMACSHA2384192, []byte("JefeJefeJefeJefeJefeJefeJefeJefeJefeJefeJefeJefe"), []byte("what do ya want for nothing?"), "2c7353974f1842fd66d53c452ca42122b28c0b594cfb184d"},
+		{proposal.IntegHMACSHA2512256, []byte("JefeJefeJefeJefeJefeJefeJefeJefeJefeJefeJefeJefeJefeJefeJefeJefe"), []byte("what do ya want for nothing?"), "cb370917ae8a7ce28cfd1d8f4705d6141c173b2a9362c15df235dfb251b15454"},
+		{proposal.IntegHMACSHA2256128, rep(0xaa, 32), rep(0xdd, 50), "cdcb1220d1ecccea91e53aba3092f962"},
+		{proposal.IntegHMACSHA2384192, rep(0xaa, 48), rep(0xdd, 50), "809f439be00274321d4a538652164b53554a508184a0c316"},
+		{proposal.IntegHMACSHA2512256, rep(0xaa, 64), rep(0xdd, 50), "2ee7acd783624ca9398710f3ee05ae41b9f9b0510c87e49e586cc9bf961733d8"},
 	} {
-		sa := mustSA(t, SAConfig{SPI: 0x1000, Encr: ENCR_AES_CBC, EncrKey: make([]byte, 16), Integ: tc.id, IntegKey: tc.key})
+		sa := mustSA(t, SAConfig{SPI: 0x1000, Encr: proposal.EncrAESCBC, EncrKey: make([]byte, 16), Integ: tc.id, IntegKey: tc.key})
 		ms := sa.tr.macs.Get().(*macState)
 		got := hex.EncodeToString(sa.mac(ms, tc.data, 1))
 		if got != tc.icv {
