@@ -1,11 +1,11 @@
 package esp
 
 import (
-	"goswan/proposal"
-
 	"bytes"
 	"net/netip"
 	"testing"
+
+	"goswan/proposal"
 )
 
 // FuzzOpen feeds random bytes and mutated valid packets to fixed SAs of

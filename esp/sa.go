@@ -49,8 +49,6 @@
 package esp
 
 import (
-	"goswan/proposal"
-
 	"crypto/hmac"
 	"encoding/binary"
 	"errors"
@@ -61,6 +59,8 @@ import (
 	"sync/atomic"
 	"time"
 	"unsafe"
+
+	"goswan/proposal"
 )
 
 // Mode is the IPsec mode of an SA.

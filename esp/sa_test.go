@@ -1,8 +1,6 @@
 package esp
 
 import (
-	"goswan/proposal"
-
 	"bytes"
 	"encoding/binary"
 	"fmt"
@@ -11,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"goswan/proposal"
 )
 
 type suiteCase struct {

@@ -1,8 +1,6 @@
 package esp
 
 import (
-	"goswan/proposal"
-
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/hmac"
@@ -15,6 +13,8 @@ import (
 	"sync"
 
 	"golang.org/x/crypto/chacha20poly1305"
+
+	"goswan/proposal"
 )
 
 // integParams returns the hash, the key length (RFC 4868 §2.1.1: the key

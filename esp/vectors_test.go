@@ -1,8 +1,6 @@
 package esp
 
 import (
-	"goswan/proposal"
-
 	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
@@ -15,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"goswan/proposal"
 )
 
 func unhex(s string) []byte {
