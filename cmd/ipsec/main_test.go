@@ -333,6 +333,11 @@ func TestBinary(t *testing.T) {
 	dir := binDir(t)
 	f := startFake(t)
 	ipsec := filepath.Join(dir, "ipsec")
+	// start passes the default /etc/ipsec.conf only when it exists.
+	defConf := ""
+	if _, err := os.Stat("/etc/ipsec.conf"); err == nil {
+		defConf = "--config /etc/ipsec.conf "
+	}
 	for _, tc := range []struct {
 		args   []string
 		code   int
@@ -345,8 +350,8 @@ func TestBinary(t *testing.T) {
 			"ipsec: cannot connect to pluto at " + filepath.Join(dir, "nowhere", "pluto.ctl") + ": is pluto running?"},
 		// start runs pluto (found next to ipsec) and exits with its status.
 		{[]string{"start", "--rundir", "/r", "--", "--stderrlog", "--nhelpers", "0"}, 7,
-			"pluto --rundir /r --stderrlog --nhelpers 0\n", ""},
-		{[]string{"start"}, 7, "pluto \n", ""},
+			"pluto --rundir /r " + defConf + "--stderrlog --nhelpers 0\n", ""},
+		{[]string{"start"}, 7, "pluto " + strings.TrimSpace(defConf) + "\n", ""},
 		// pluto and whack are exec'd with the arguments as given.
 		{[]string{"pluto", "--nofork", "--config", "x"}, 7, "pluto --nofork --config x\n", ""},
 		{[]string{"whack", "--ctlsocket", f.socket, "--name", "missing", "--initiate"}, 5, "", "whack: no connection named"},

@@ -206,9 +206,20 @@ func serve(s *settings, stdout, stderr io.Writer) (err error) {
 	}
 	log.Logf("using the %s back end (%s)", s.backend, s.backend.Flag())
 
+	// The leak detective's baseline: what runs before the daemon's own
+	// goroutines start (the signal watcher among them).
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	baseline := runtime.NumGoroutine()
+
 	d := newDaemon(s, log)
 	d.loadSecrets(true)
-	d.loadConfigConns()
+	if d.ike, err = startIKE(s, log, d.currentSecrets); err != nil {
+		return err
+	}
+	defer d.close()
+	autoStart := d.loadConfigConns()
 
 	ctlPath := filepath.Join(s.rundir, "pluto.ctl")
 	mode := os.FileMode(0o600)
@@ -222,11 +233,6 @@ func serve(s *settings, stdout, stderr io.Writer) (err error) {
 	defer os.Remove(ctlPath)
 	srv := ctl.NewServer(ln, d.handle, log.Logf)
 
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	defer signal.Stop(sigs)
-	baseline := runtime.NumGoroutine()
-
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -238,6 +244,7 @@ func serve(s *settings, stdout, stderr io.Writer) (err error) {
 
 	log.Logf("listening on the control socket %s", ctlPath)
 	rep.ok()
+	d.initiateAtStart(autoStart)
 
 	if os.Getenv(testLeakEnv) != "" {
 		go func() { select {} }()

@@ -19,6 +19,7 @@ import (
 
 	"goswan/config"
 	"goswan/ctl"
+	"goswan/ike"
 	"goswan/logging"
 )
 
@@ -30,6 +31,8 @@ type daemon struct {
 	mu      sync.Mutex
 	conns   []*config.Conn // loaded conns, in the order they were added
 	secrets *config.Secrets
+
+	ike *ikeStack // the IKE engine, its sockets and back end
 
 	shutdown     chan struct{} // closed by a shutdown request
 	shutdownOnce sync.Once
@@ -48,17 +51,32 @@ func newDaemon(s *settings, log *logging.Logger) *daemon {
 	return d
 }
 
-// close releases what the daemon holds at shutdown. Later: delete the SAs
-// with the peers and remove them from the back end.
+// close deletes the SAs with the peers, removes them from the back end and
+// closes the sockets.
 func (d *daemon) close() {
+	if d.ike != nil {
+		d.ike.close()
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.conns = nil
 }
 
-// saCount is the number of IKE and Child SAs the daemon holds. There are
-// none until the IKE code lands.
-func (d *daemon) saCount() int { return 0 }
+// saCount is the number of IKE and Child SAs the daemon still held after
+// close.
+func (d *daemon) saCount() int {
+	if d.ike == nil {
+		return 0
+	}
+	return d.ike.leftover
+}
+
+// currentSecrets is what the IKE engine reads the PSKs from.
+func (d *daemon) currentSecrets() *config.Secrets {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.secrets
+}
 
 // loadSecrets reads --secretsfile. At start a missing or bad file is only
 // logged, as Libreswan does: the daemon can still serve conns that need no
@@ -90,25 +108,38 @@ func (d *daemon) loadSecrets(atStart bool) error {
 }
 
 // loadConfigConns adds the conns of --config that have auto=add, ondemand
-// or start, as "ipsec start" does with Libreswan.
-func (d *daemon) loadConfigConns() {
+// or start, as "ipsec start" does with Libreswan, and returns the names of
+// those to initiate.
+func (d *daemon) loadConfigConns() (start []string) {
 	if d.s.cfg == nil {
-		return
+		return nil
 	}
 	for _, c := range d.s.cfg.Conns {
 		if c.Auto == "ignore" || c.Auto == "" {
 			continue
 		}
-		d.addConn(c, d.log.Logf)
-		if c.Auto == "start" || c.Auto == "ondemand" {
-			d.log.Warnf("%q: auto=%s: cannot initiate: IKEv2 negotiation is not implemented in this build yet; the conn is loaded as auto=add", c.Name, c.Auto)
+		if err := d.addConn(c, d.log.Logf); err != nil {
+			d.log.Warnf("%q: not loaded: %v", c.Name, err)
+			continue
+		}
+		switch c.Auto {
+		case "start":
+			start = append(start, c.Name)
+		case "ondemand":
+			d.log.Warnf("%q: auto=ondemand: on-demand negotiation needs a data plane that reports acquires; the conn waits as auto=add", c.Name)
 		}
 	}
+	return start
 }
 
-// addConn puts c in the table, replacing a conn of the same name as
-// Libreswan does.
-func (d *daemon) addConn(c *config.Conn, logf func(string, ...any)) {
+// addConn puts c in the table and the engine, replacing a conn of the
+// same name as Libreswan does.
+func (d *daemon) addConn(c *config.Conn, logf func(string, ...any)) error {
+	if d.ike != nil {
+		if err := d.ike.eng.AddConn(c); err != nil {
+			return err
+		}
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for i, old := range d.conns {
@@ -121,6 +152,7 @@ func (d *daemon) addConn(c *config.Conn, logf func(string, ...any)) {
 	d.conns = append(d.conns, c)
 	ci := describeConn(c)
 	logf("added IKEv2 connection %q: %s...%s", c.Name, endText(ci.Left, true), endText(ci.Right, false))
+	return nil
 }
 
 func (d *daemon) findConn(name string) *config.Conn {
@@ -142,16 +174,19 @@ func (d *daemon) connList() []*config.Conn {
 
 // handle answers one control request. Log lines written while it runs are
 // streamed to the client as well as logged.
-func (d *daemon) handle(_ context.Context, req *ctl.Request, stream func(string)) *ctl.Result {
-	// say logs a line about this request and streams it to its client,
-	// masked as the log is.
-	say := func(format string, args ...any) {
-		line := fmt.Sprintf(format, args...)
-		d.log.Logf("%s", line)
+func (d *daemon) handle(ctx context.Context, req *ctl.Request, stream func(string)) *ctl.Result {
+	// tell streams a line to this request's client, masked as the log
+	// is; say also logs it.
+	tell := func(line string) {
 		if d.s.log.NoIP {
 			line = logging.MaskAddresses(line)
 		}
 		stream(line)
+	}
+	say := func(format string, args ...any) {
+		line := fmt.Sprintf(format, args...)
+		d.log.Logf("%s", line)
+		tell(line)
 	}
 
 	d.log.Debugf(logging.Base, "control request %q %s", req.Command, req.Name)
@@ -167,14 +202,17 @@ func (d *daemon) handle(_ context.Context, req *ctl.Request, stream func(string)
 		return d.add(req, say)
 	case ctl.CmdDelete:
 		return d.delete(req, say)
-	case ctl.CmdUp, ctl.CmdDown:
-		if d.findConn(req.Name) == nil {
-			return ctl.Errorf(ctl.StatusNotFound, "no connection named %q is loaded (ipsec add %s first)", req.Name, req.Name)
-		}
-		verb := map[string]string{ctl.CmdUp: "initiate", ctl.CmdDown: "terminate"}[req.Command]
-		return ctl.Errorf(ctl.StatusNotImplemented, "cannot %s %q: IKEv2 negotiation is not implemented in this build yet", verb, req.Name)
+	case ctl.CmdUp:
+		return d.up(ctx, req, tell)
+	case ctl.CmdDown:
+		return d.down(ctx, req, tell)
 	case ctl.CmdListen:
-		return ctl.Errorf(ctl.StatusNotImplemented, "listen: this build opens no IKE sockets yet, so there are no interfaces to rescan")
+		// The sockets are bound to the wildcard addresses (or to the
+		// --listen ones), so new interfaces need no rescan.
+		for _, a := range d.ike.socks.Bound() {
+			say("listening for IKE messages on %s", a)
+		}
+		return ctl.OK("")
 	case ctl.CmdRereadSecrets, ctl.CmdRereadAll:
 		if err := d.loadSecrets(false); err != nil {
 			return ctl.Errorf(ctl.StatusFailed, "secrets not reloaded, the old ones stay in use: %v", err)
@@ -193,7 +231,7 @@ func (d *daemon) handle(_ context.Context, req *ctl.Request, stream func(string)
 	case ctl.CmdShowStates:
 		return d.status(req, false, false, true)
 	case ctl.CmdTrafficStatus:
-		return d.data(req, "", []any{})
+		return d.trafficStatus(req)
 	}
 	return ctl.Errorf(ctl.StatusUnknownCommand, "unknown command %q", req.Command)
 }
@@ -235,11 +273,18 @@ func (d *daemon) add(req *ctl.Request, say func(string, ...any)) *ctl.Result {
 	if req.Command == ctl.CmdReplace && d.findConn(req.Name) == nil {
 		say("%q: not loaded before; adding it", req.Name)
 	}
-	d.addConn(c, say)
+	if err := d.addConn(c, say); err != nil {
+		return ctl.Errorf(ctl.StatusFailed, "add %q: %v", req.Name, err)
+	}
 	return ctl.OK("")
 }
 
 func (d *daemon) delete(req *ctl.Request, say func(string, ...any)) *ctl.Result {
+	if d.findConn(req.Name) != nil && d.ike != nil {
+		if err := d.ike.eng.DeleteConn(req.Name); err != nil {
+			say("%q: %v", req.Name, err)
+		}
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for i, c := range d.conns {
@@ -369,10 +414,12 @@ func (d *daemon) global() globalInfo {
 	}
 	n := len(d.conns)
 	d.mu.Unlock()
+	est := d.ike.eng.Status()
 	g := globalInfo{
 		Version: version, Backend: string(d.s.backend), Uptime: time.Since(d.started).Round(time.Second).String(),
 		Config: d.s.configPath, Secrets: append([]string{}, files...), IKEPort: d.s.ikeport, NATIKEPort: d.s.natikeport,
 		NHelpers: d.s.nhelpers, Debug: d.log.Debug().String(), Conns: n,
+		IKESAs: len(est.IKESAs), ChildSAs: len(est.ChildSAs),
 		UniqueIDs: d.s.uniqueids, KeepAlive: d.s.keepAlive.String(), CRLStrict: d.s.crlStrict,
 		VirtualPriv: d.s.virtualPrivate.String(),
 	}
@@ -384,15 +431,17 @@ func (d *daemon) global() globalInfo {
 
 // statusData is the machine form of "ipsec status".
 type statusData struct {
-	Global      *globalInfo `json:"global,omitempty"`
-	Connections []connInfo  `json:"connections"`
-	IKESAs      []any       `json:"ike_sas"`
-	ChildSAs    []any       `json:"child_sas"`
+	Global      *globalInfo         `json:"global,omitempty"`
+	Connections []connInfo          `json:"connections"`
+	IKESAs      []ike.IKESAStatus   `json:"ike_sas"`
+	ChildSAs    []ike.ChildSAStatus `json:"child_sas"`
+	Counters    *ike.Counters       `json:"counters,omitempty"`
 }
 
 func (d *daemon) status(req *ctl.Request, global, conns, states bool) *ctl.Result {
 	var b strings.Builder
-	sd := statusData{Connections: []connInfo{}, IKESAs: []any{}, ChildSAs: []any{}}
+	sd := statusData{Connections: []connInfo{}, IKESAs: []ike.IKESAStatus{}, ChildSAs: []ike.ChildSAStatus{}}
+	est := d.ike.eng.Status()
 	if global {
 		g := d.global()
 		sd.Global = &g
@@ -401,7 +450,7 @@ func (d *daemon) status(req *ctl.Request, global, conns, states bool) *ctl.Resul
 			listen = strings.Join(g.Listen, ", ")
 		}
 		fmt.Fprintf(&b, "using kernel interface: %s\n", g.Backend)
-		fmt.Fprintf(&b, "IKE port %d, NAT-T port %d, on %s (IKE sockets: not in this build yet)\n", g.IKEPort, g.NATIKEPort, listen)
+		fmt.Fprintf(&b, "IKE port %d, NAT-T port %d, on %s\n", g.IKEPort, g.NATIKEPort, listen)
 		fmt.Fprintf(&b, "pluto %s, up %s, %d crypto helpers, debug: %s\n", g.Version, g.Uptime, g.NHelpers, g.Debug)
 	}
 	if conns {
@@ -411,14 +460,20 @@ func (d *daemon) status(req *ctl.Request, global, conns, states bool) *ctl.Resul
 			sd.Connections = append(sd.Connections, ci)
 			b.WriteString(connText(ci))
 		}
-		fmt.Fprintf(&b, "\nTotal IPsec connections: loaded %d, active 0\n", len(sd.Connections))
+		active := map[string]bool{}
+		for _, c := range est.ChildSAs {
+			active[c.Conn] = true
+		}
+		fmt.Fprintf(&b, "\nTotal IPsec connections: loaded %d, active %d\n", len(sd.Connections), len(active))
 	}
 	if global || states {
 		if global || conns {
 			b.WriteString("\n")
 		}
-		b.WriteString("State Information: IKE SAs: total(0), half-open(0), open(0), authenticated(0), anonymous(0)\n")
-		b.WriteString("IPsec SAs: total(0), authenticated(0), anonymous(0)\n")
+		b.WriteString(saText(est))
+		sd.IKESAs = append(sd.IKESAs, est.IKESAs...)
+		sd.ChildSAs = append(sd.ChildSAs, est.ChildSAs...)
+		sd.Counters = &est.Counters
 	}
 	return d.data(req, strings.TrimRight(b.String(), "\n"), sd)
 }

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"goswan/ctl"
+	"goswan/ike"
 	"goswan/kernel"
 
 	"golang.org/x/sys/unix"
@@ -85,6 +86,10 @@ func startPluto(t *testing.T, dir string, args ...string) *pluto {
 	if !hasFlag(args, "--stderrlog") && !hasFlag(args, "--logfile") {
 		args = append(args, "--stderrlog")
 	}
+	if !hasFlag(args, "--ikeport") && !hasFlag(args, "--config") {
+		ike, natt := freePorts(t)
+		args = append(args, "--ikeport", strconv.Itoa(ike), "--natikeport", strconv.Itoa(natt))
+	}
 	cmd := exec.Command(bin("pluto"), args...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -115,6 +120,28 @@ func startPluto(t *testing.T, dir string, args ...string) *pluto {
 		t.Fatalf("pluto %v: no \"Pluto initialized\" in 10s\n%s", args, p.stderr)
 	}
 	return p
+}
+
+// freePorts finds two UDP ports free on every address now, so that tests
+// never bind 500 and 4500 on the host.
+func freePorts(t *testing.T) (int, int) {
+	t.Helper()
+	var ports []int
+	for len(ports) < 2 {
+		c, err := net.ListenUDP("udp", &net.UDPAddr{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ports = append(ports, c.LocalAddr().(*net.UDPAddr).Port)
+		c.Close()
+	}
+	return ports[0], ports[1]
+}
+
+// portArgs gives --ikeport and --natikeport flags with free ports.
+func portArgs(t *testing.T) []string {
+	ike, natt := freePorts(t)
+	return []string{"--ikeport", strconv.Itoa(ike), "--natikeport", strconv.Itoa(natt)}
 }
 
 func hasFlag(args []string, prefix string) bool {
@@ -223,7 +250,16 @@ func readPID(t *testing.T, dir string) int {
 	return pid
 }
 
-func processAlive(pid int) bool { return syscall.Kill(pid, 0) == nil }
+// processAlive says whether pid runs; a zombie (a detached daemon that
+// exited and that nobody reaped) does not.
+func processAlive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return syscall.Kill(pid, 0) == nil
+	}
+	_, rest, _ := strings.Cut(string(b), ") ")
+	return !strings.HasPrefix(rest, "Z") && !strings.HasPrefix(rest, "X")
+}
 
 func waitGone(t *testing.T, path string) {
 	t.Helper()
@@ -248,6 +284,8 @@ conn west-east
 	rightsubnet=10.0.2.0/24
 	authby=secret
 	ike=aes_gcm256-sha2_512;dh31
+	retransmit-interval=100ms
+	retransmit-timeout=1s
 	auto=add
 
 conn ignored
@@ -295,7 +333,7 @@ func TestLockFileExists(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			dir := rundir(t)
 			writeFile(t, filepath.Join(dir, "pluto.pid"), "12345\n", 0o644)
-			args := []string{"--rundir", dir, "--use-netstack", "--stderrlog", "--secretsfile", dir + "/none"}
+			args := append([]string{"--rundir", dir, "--use-netstack", "--stderrlog", "--secretsfile", dir + "/none"}, portArgs(t)...)
 			if mode == "--nofork" {
 				args = append(args, "--nofork")
 			}
@@ -319,8 +357,8 @@ func TestLockFileExists(t *testing.T) {
 
 func TestDaemonModeHandOver(t *testing.T) {
 	dir := rundir(t)
-	code, stdout, stderr := runBin(t, nil, "pluto", "--rundir", dir, "--use-netstack",
-		"--logfile", filepath.Join(dir, "log"), "--secretsfile", dir+"/none")
+	code, stdout, stderr := runBin(t, nil, "pluto", append([]string{"--rundir", dir, "--use-netstack",
+		"--logfile", filepath.Join(dir, "log"), "--secretsfile", dir + "/none"}, portArgs(t)...)...)
 	if code != 0 {
 		t.Fatalf("daemon start: exit %d\n%s%s", code, stdout, stderr)
 	}
@@ -367,7 +405,7 @@ func TestDaemonModeFailures(t *testing.T) {
 	if kernel.Check(kernel.BSDKAME) == nil {
 		t.Skip("this kernel has PF_KEY; no back end is known to fail here")
 	}
-	code, _, stderr = runBin(t, nil, "pluto", "--rundir", dir, "--use-bsdkame", "--logfile", filepath.Join(dir, "log"), "--secretsfile", dir+"/none")
+	code, _, stderr = runBin(t, nil, "pluto", append([]string{"--rundir", dir, "--use-bsdkame", "--logfile", filepath.Join(dir, "log"), "--secretsfile", dir + "/none"}, portArgs(t)...)...)
 	if code != 1 || !strings.Contains(stderr, "--use-bsdkame cannot work here") || !strings.Contains(stderr, "--use-netstack") {
 		t.Errorf("unavailable back end in the child: exit %d; want 1 and a message naming other flags:\n%s", code, stderr)
 	}
@@ -392,7 +430,7 @@ func TestBackendFlags(t *testing.T) {
 			}
 			continue
 		}
-		code, _, stderr := runBin(t, nil, "pluto", "--nofork", "--rundir", dir, b.Flag(), "--stderrlog", "--secretsfile", dir+"/none")
+		code, _, stderr := runBin(t, nil, "pluto", append([]string{"--nofork", "--rundir", dir, b.Flag(), "--stderrlog", "--secretsfile", dir + "/none"}, portArgs(t)...)...)
 		if code != 1 || !strings.Contains(stderr, want.Error()) {
 			t.Errorf("%s: exit %d; want 1 and %q\n%s", b.Flag(), code, want, stderr)
 		}
@@ -411,13 +449,13 @@ func TestUnprivileged(t *testing.T) {
 	dir := rundir(t)
 	os.Chmod(dir, 0o777)
 	nobody := &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
-	cmd := exec.Command(bin("pluto"), "--nofork", "--rundir", dir, "--use-userspace", "--stderrlog", "--secretsfile", dir+"/none")
+	cmd := exec.Command(bin("pluto"), append([]string{"--nofork", "--rundir", dir, "--use-userspace", "--stderrlog", "--secretsfile", dir + "/none"}, portArgs(t)...)...)
 	cmd.SysProcAttr = nobody
 	out, _ := cmd.CombinedOutput()
 	if cmd.ProcessState.ExitCode() != 1 || !strings.Contains(string(out), "use --use-netstack instead") {
 		t.Errorf("--use-userspace as nobody: exit %d; want 1 naming --use-netstack:\n%s", cmd.ProcessState.ExitCode(), out)
 	}
-	cmd = exec.Command(bin("pluto"), "--rundir", dir, "--use-netstack", "--logfile", dir+"/log", "--secretsfile", dir+"/none", "--ikeport", "10500", "--natikeport", "14500")
+	cmd = exec.Command(bin("pluto"), append([]string{"--rundir", dir, "--use-netstack", "--logfile", dir + "/log", "--secretsfile", dir + "/none"}, portArgs(t)...)...)
 	cmd.SysProcAttr = nobody
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("--use-netstack as nobody: %v\n%s", err, out)
@@ -559,7 +597,7 @@ func TestSyslog(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	cmd := exec.Command(bin("pluto"), "--nofork", "--rundir", dir, "--use-netstack", "--secretsfile", dir+"/none")
+	cmd := exec.Command(bin("pluto"), append([]string{"--nofork", "--rundir", dir, "--use-netstack", "--secretsfile", dir + "/none"}, portArgs(t)...)...)
 	cmd.Env = append(os.Environ(), syslogEnv+"=unixgram:"+sock)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -583,7 +621,7 @@ func TestSyslog(t *testing.T) {
 func TestCrashReport(t *testing.T) {
 	dir := rundir(t)
 	core := filepath.Join(dir, "core")
-	cmd := exec.Command(bin("pluto"), "--nofork", "--rundir", dir, "--coredir", core, "--use-netstack", "--stderrlog", "--secretsfile", dir+"/none")
+	cmd := exec.Command(bin("pluto"), append([]string{"--nofork", "--rundir", dir, "--coredir", core, "--use-netstack", "--stderrlog", "--secretsfile", dir + "/none"}, portArgs(t)...)...)
 	cmd.Env = append(os.Environ(), testPanicEnv+"=1")
 	out, _ := cmd.CombinedOutput()
 	if cmd.ProcessState.ExitCode() == 0 {
@@ -611,7 +649,7 @@ func TestLeakDetective(t *testing.T) {
 		t.Errorf("no leak report:\n%s", p.stderr)
 	}
 
-	cmd := exec.Command(bin("pluto"), "--nofork", "--rundir", dir, "--leak-detective", "--use-netstack", "--stderrlog", "--secretsfile", dir+"/none")
+	cmd := exec.Command(bin("pluto"), append([]string{"--nofork", "--rundir", dir, "--leak-detective", "--use-netstack", "--stderrlog", "--secretsfile", dir + "/none"}, portArgs(t)...)...)
 	cmd.Env = append(os.Environ(), testLeakEnv+"=1")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -780,9 +818,14 @@ func TestControlRequests(t *testing.T) {
 	if res := p.do(&ctl.Request{Command: ctl.CmdDelete, Name: "ignored"}); res.Status != ctl.StatusNotFound {
 		t.Errorf("second delete: %+v; want not found", res)
 	}
-	if res := p.do(&ctl.Request{Command: ctl.CmdUp, Name: "west-east"}); res.Status != ctl.StatusNotImplemented || !strings.Contains(res.Error, "not implemented") {
-		t.Errorf("up: %+v; want status %d with a clear error", res, ctl.StatusNotImplemented)
+	// Nobody answers at 192.0.2.2: up fails once retransmit-timeout=1s
+	// has passed, with words that say so.
+	logs = nil
+	res = ctlDo(t, sock, &ctl.Request{Command: ctl.CmdUp, Name: "west-east"}, &logs)
+	if res.Status != ctl.StatusFailed || !strings.Contains(res.Error, "west-east") {
+		t.Errorf("up with no peer: %+v; want status %d naming the conn", res, ctl.StatusFailed)
 	}
+	t.Logf("up with no peer: %s; progress: %q", res.Error, logs)
 	if res := p.do(&ctl.Request{Command: ctl.CmdUp, Name: "nope"}); res.Status != ctl.StatusNotFound {
 		t.Errorf("up of an unknown conn: %+v", res)
 	}
@@ -839,8 +882,8 @@ func TestIpsecAndWhackAgainstPluto(t *testing.T) {
 		t.Helper()
 		return runBin(t, nil, "ipsec", append(args, "--rundir", run)...)
 	}
-	code, out, errOut := runBin(t, nil, "ipsec", "start", "--rundir", run, "--config", conf, "--",
-		"--use-netstack", "--secretsfile", secrets, "--logfile", filepath.Join(dir, "pluto.log"))
+	code, out, errOut := runBin(t, nil, "ipsec", append([]string{"start", "--rundir", run, "--config", conf, "--",
+		"--use-netstack", "--secretsfile", secrets, "--logfile", filepath.Join(dir, "pluto.log")}, portArgs(t)...)...)
 	if code != 0 {
 		t.Fatalf("ipsec start: exit %d\n%s%s", code, out, errOut)
 	}
@@ -858,8 +901,8 @@ func TestIpsecAndWhackAgainstPluto(t *testing.T) {
 	if code, out, _ = ipsec("status"); code != 0 || !strings.Contains(out, "Total IPsec connections: loaded 2") {
 		t.Errorf("ipsec status: exit %d\n%s", code, out)
 	}
-	if code, _, errOut = ipsec("up", "west-east"); code != 4 || !strings.Contains(errOut, "not implemented") {
-		t.Errorf("ipsec up: exit %d; want 4 and a clear error\n%s", code, errOut)
+	if code, _, errOut = ipsec("up", "west-east"); code != 1 || !strings.Contains(errOut, "west-east") {
+		t.Errorf("ipsec up with no peer: exit %d; want 1 and an error naming the conn\n%s", code, errOut)
 	}
 	if code, _, errOut = ipsec("up", "nope"); code != 5 {
 		t.Errorf("ipsec up nope: exit %d; want 5\n%s", code, errOut)
@@ -908,4 +951,142 @@ func TestCheckconfig(t *testing.T) {
 			t.Errorf("checkconfig output lacks %q:\n%s", want, errOut)
 		}
 	}
+}
+
+// twoPlutos starts west on 127.0.0.1 and east on 127.0.0.2, both on the
+// same free high ports, with conf and secrets, and env for both.
+func twoPlutos(t *testing.T, conf, westSecrets, eastSecrets string, env []string) (west, east string) {
+	t.Helper()
+	dir := rundir(t)
+	ports := portArgs(t)
+	start := func(name, addr, secrets string) string {
+		run := filepath.Join(dir, name)
+		cf := writeFile(t, filepath.Join(dir, name+".conf"), conf, 0o644)
+		sf := writeFile(t, filepath.Join(dir, name+".secrets"), secrets, 0o600)
+		args := append([]string{"--rundir", run, "--config", cf, "--secretsfile", sf, "--use-netstack",
+			"--listen", addr, "--logfile", filepath.Join(dir, name+".log")}, ports...)
+		code, out, errOut := runBin(t, env, "pluto", args...)
+		if code != 0 {
+			t.Fatalf("%s: exit %d\n%s%s", name, code, out, errOut)
+		}
+		pid := readPID(t, run)
+		t.Cleanup(func() {
+			// The daemon is not our child (it detached), so it may linger
+			// as a zombie: its pid file going away says it has stopped.
+			syscall.Kill(pid, syscall.SIGTERM)
+			for i := 0; i < 500; i++ {
+				if _, err := os.Stat(filepath.Join(run, "pluto.pid")); os.IsNotExist(err) {
+					break
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			if t.Failed() || testing.Verbose() {
+				log, _ := os.ReadFile(filepath.Join(dir, name+".log"))
+				t.Logf("%s's log:\n%s", name, log)
+			}
+		})
+		return run
+	}
+	return start("west", "127.0.0.1", westSecrets), start("east", "127.0.0.2", eastSecrets)
+}
+
+const loopbackConn = `conn west-east
+	left=127.0.0.1
+	leftid=@west
+	leftsubnet=10.0.1.0/24
+	right=127.0.0.2
+	rightid=@east
+	rightsubnet=10.0.2.0/24
+	authby=secret
+	ike=aes_gcm128-sha2_256-dh31
+	esp=aes_gcm128
+	retransmit-timeout=5s
+	auto=add
+`
+
+type statusJSON struct {
+	IKESAs   []ike.IKESAStatus   `json:"ike_sas"`
+	ChildSAs []ike.ChildSAStatus `json:"child_sas"`
+}
+
+func ipsecStatus(t *testing.T, run string) statusJSON {
+	t.Helper()
+	code, out, errOut := runBin(t, nil, "ipsec", "status", "--json", "--rundir", run)
+	var st statusJSON
+	if code != 0 || json.Unmarshal([]byte(out), &st) != nil {
+		t.Fatalf("ipsec status --json: exit %d\n%s%s", code, out, errOut)
+	}
+	return st
+}
+
+// TestTwoPlutosNegotiate brings a tunnel up and down between two daemons
+// on loopback with the real clients. The SAs live in the test-only memory
+// back end: no data plane moves packets here.
+func TestTwoPlutosNegotiate(t *testing.T) {
+	psk := "@west @east : PSK \"a shared secret of some length\"\n"
+	west, east := twoPlutos(t, loopbackConn, psk, psk, []string{testKernelEnv + "=memory"})
+	code, out, errOut := runBin(t, nil, "ipsec", "up", "west-east", "--rundir", west)
+	if code != 0 {
+		t.Fatalf("ipsec up: exit %d\n%s%s", code, out, errOut)
+	}
+	t.Logf("ipsec up:\n%s", out)
+	w, e := ipsecStatus(t, west), ipsecStatus(t, east)
+	if len(w.IKESAs) != 1 || len(e.IKESAs) != 1 || w.IKESAs[0].Established.IsZero() || e.IKESAs[0].Established.IsZero() {
+		t.Fatalf("IKE SAs: west %+v\neast %+v", w.IKESAs, e.IKESAs)
+	}
+	if w.IKESAs[0].SPIi != e.IKESAs[0].SPIi || w.IKESAs[0].SPIr != e.IKESAs[0].SPIr || !w.IKESAs[0].Initiator || e.IKESAs[0].Initiator {
+		t.Errorf("the two sides disagree on the IKE SA: %+v / %+v", w.IKESAs[0], e.IKESAs[0])
+	}
+	if len(w.ChildSAs) != 1 || len(e.ChildSAs) != 1 {
+		t.Fatalf("Child SAs: west %+v\neast %+v", w.ChildSAs, e.ChildSAs)
+	}
+	wc, ec := w.ChildSAs[0], e.ChildSAs[0]
+	if wc.SPIIn != ec.SPIOut || wc.SPIOut != ec.SPIIn {
+		t.Errorf("Child SA SPIs do not pair: west in/out %08x/%08x, east in/out %08x/%08x", wc.SPIIn, wc.SPIOut, ec.SPIIn, ec.SPIOut)
+	}
+	if strings.Join(wc.LocalTS, ",") != strings.Join(ec.RemoteTS, ",") || !strings.Contains(strings.Join(wc.LocalTS, ","), "10.0.1.0/24") {
+		t.Errorf("traffic selectors: west %v===%v, east %v===%v", wc.LocalTS, wc.RemoteTS, ec.LocalTS, ec.RemoteTS)
+	}
+	if code, out, _ := runBin(t, nil, "ipsec", "trafficstatus", "--rundir", west); code != 0 || !strings.Contains(out, `"west-east"`) {
+		t.Errorf("trafficstatus: exit %d\n%s", code, out)
+	}
+	// Down from the responder's side: both agree that nothing is left.
+	if code, out, errOut := runBin(t, nil, "ipsec", "down", "west-east", "--rundir", east); code != 0 {
+		t.Fatalf("ipsec down on east: exit %d\n%s%s", code, out, errOut)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		w, e = ipsecStatus(t, west), ipsecStatus(t, east)
+		if len(w.IKESAs)+len(w.ChildSAs)+len(e.IKESAs)+len(e.ChildSAs) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("SAs left after down: west %+v %+v\neast %+v %+v", w.IKESAs, w.ChildSAs, e.IKESAs, e.ChildSAs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestTwoPlutosFailures(t *testing.T) {
+	t.Run("wrong PSK", func(t *testing.T) {
+		west, east := twoPlutos(t, loopbackConn, "@west @east : PSK \"the secret west believes in\"\n",
+			"@west @east : PSK \"the secret east believes in\"\n", []string{testKernelEnv + "=memory"})
+		code, out, errOut := runBin(t, nil, "ipsec", "up", "west-east", "--rundir", west)
+		if code != 1 || !strings.Contains(out+errOut, "AUTHENTICATION_FAILED") && !strings.Contains(strings.ToLower(out+errOut), "authentication") {
+			t.Errorf("ipsec up with the wrong PSK: exit %d; want 1 and words about authentication\n%s%s", code, out, errOut)
+		}
+		for name, run := range map[string]string{"west": west, "east": east} {
+			if st := ipsecStatus(t, run); len(st.ChildSAs) != 0 {
+				t.Errorf("%s has Child SAs after a failed authentication: %+v", name, st.ChildSAs)
+			}
+		}
+	})
+	t.Run("no data plane", func(t *testing.T) {
+		psk := "@west @east : PSK \"a shared secret of some length\"\n"
+		west, _ := twoPlutos(t, loopbackConn, psk, psk, nil)
+		code, out, errOut := runBin(t, nil, "ipsec", "up", "west-east", "--rundir", west)
+		if code != 1 || !strings.Contains(out+errOut, "--use-netstack cannot install SAs") {
+			t.Errorf("ipsec up without a data plane: exit %d; want 1 and a message naming --use-netstack\n%s%s", code, out, errOut)
+		}
+	})
 }

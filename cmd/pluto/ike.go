@@ -1,0 +1,291 @@
+package main
+
+// Wiring the IKE engine to the sockets, the back end, the timers and the
+// control requests.
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"goswan/config"
+	"goswan/ctl"
+	"goswan/ike"
+	"goswan/ike/socket"
+	"goswan/kernel"
+	"goswan/kernel/memory"
+	"goswan/logging"
+)
+
+// testKernelEnv, set to "memory", makes pluto keep its SAs in memory
+// instead of a data plane: no packet is protected. Tests of the IKE
+// exchanges use it on machines where no data plane can work; it is not a
+// command-line option because it is not a data plane.
+const testKernelEnv = "GOSWAN_PLUTO_TEST_KERNEL"
+
+// tickInterval is how often the engine's timers are looked at.
+const tickInterval = 50 * time.Millisecond
+
+// newIPsec returns the SA-install back end for b.
+func newIPsec(b kernel.Backend, log *logging.Logger) (kernel.IPsec, error) {
+	switch v := os.Getenv(testKernelEnv); v {
+	case "":
+	case "memory":
+		log.Warnf("TEST ONLY (%s=memory): SAs are kept in memory and protect no traffic", testKernelEnv)
+		return memory.New(), nil
+	default:
+		return nil, fmt.Errorf("%s=%q: the only test back end is \"memory\"", testKernelEnv, v)
+	}
+	return kernel.Unavailable(b, "this build negotiates IKE but has no "+string(b)+" data plane yet"), nil
+}
+
+// ikeStack is the engine with what it needs: the back end, the sockets
+// and the timer goroutine.
+type ikeStack struct {
+	kern  kernel.IPsec
+	eng   *ike.Engine
+	socks *socket.Sockets
+	stop  chan struct{}
+	wg    sync.WaitGroup
+
+	closeOnce sync.Once
+	leftover  int // SAs the engine still held after Close, for the leak detective
+}
+
+func startIKE(s *settings, log *logging.Logger, secrets func() *config.Secrets) (*ikeStack, error) {
+	kern, err := newIPsec(s.backend, log)
+	if err != nil {
+		return nil, err
+	}
+	st := &ikeStack{kern: kern, stop: make(chan struct{})}
+	st.eng, err = ike.NewEngine(ike.Options{
+		Kernel:     kern,
+		Secrets:    secrets,
+		Log:        log,
+		Workers:    s.nhelpers,
+		Send:       st.send,
+		VendorID:   s.vendorid,
+		IKEPort:    s.ikeport,
+		NATIKEPort: s.natikeport,
+		IsLocal:    func(a netip.Addr) bool { return isLocal(s.listen, a) },
+	})
+	if err != nil {
+		kern.Close()
+		return nil, err
+	}
+	st.socks, err = socket.Open(socket.Config{
+		Listen:     s.listen,
+		IKEPort:    s.ikeport,
+		NATIKEPort: s.natikeport,
+		OnIKE: func(local, remote netip.AddrPort, msg []byte) {
+			// The socket reuses its buffer: Receive copies what it
+			// queues for a worker.
+			st.eng.Receive(ike.Packet{Local: local, Remote: remote, Data: msg})
+		},
+		Logf: log.Logf,
+	})
+	if err != nil {
+		st.eng.Close(context.Background())
+		kern.Close()
+		return nil, err
+	}
+	st.wg.Add(1)
+	go st.tick()
+	return st, nil
+}
+
+// isLocal says whether a is an address of this host as pluto sees it: one
+// of --listen's when given, else one on an interface (any 127/8 address is
+// on lo). The engine orients conns by it, as Libreswan does.
+func isLocal(listen []netip.Addr, a netip.Addr) bool {
+	a = a.Unmap()
+	if len(listen) > 0 {
+		return slices.Contains(listen, a)
+	}
+	if a.IsLoopback() {
+		return true
+	}
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return false
+	}
+	for _, ia := range addrs {
+		if ipn, ok := ia.(*net.IPNet); ok {
+			if b, ok := netip.AddrFromSlice(ipn.IP); ok && b.Unmap() == a {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (st *ikeStack) send(p ike.Packet) {
+	st.socks.Send(p.Local, p.Remote, p.Data) // failures are counted by the sockets
+}
+
+func (st *ikeStack) tick() {
+	defer st.wg.Done()
+	t := time.NewTicker(tickInterval)
+	defer t.Stop()
+	for {
+		select {
+		case now := <-t.C:
+			st.eng.Tick(now)
+		case <-st.stop:
+			return
+		}
+	}
+}
+
+// close deletes every SA with its peer (bounded), then stops the timers,
+// the sockets and the back end, in that order: the deletes need the
+// sockets.
+func (st *ikeStack) close() {
+	st.closeOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		st.eng.Close(ctx)
+		cancel()
+		es := st.eng.Status()
+		st.leftover = len(es.IKESAs) + len(es.ChildSAs)
+		close(st.stop)
+		st.wg.Wait()
+		st.socks.Close()
+		st.kern.Close()
+	})
+}
+
+// waitProgress streams an engine operation's progress to the client (the
+// engine logs the same lines itself) and returns its result: nil, the
+// operation's error, or ctx's.
+func waitProgress(ctx context.Context, tell func(string), start func(func(ike.Progress)) error) error {
+	done := make(chan error, 1)
+	var once sync.Once
+	err := start(func(p ike.Progress) {
+		if p.Line != "" {
+			tell(p.Line)
+		}
+		if p.Done {
+			once.Do(func() { done <- p.Err })
+		}
+	})
+	if err != nil {
+		return err
+	}
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("the client went away; the exchange goes on in the background")
+	}
+}
+
+func (d *daemon) up(ctx context.Context, req *ctl.Request, tell func(string)) *ctl.Result {
+	if d.findConn(req.Name) == nil {
+		return ctl.Errorf(ctl.StatusNotFound, "no connection named %q is loaded (ipsec add %s first)", req.Name, req.Name)
+	}
+	err := waitProgress(ctx, tell, func(p func(ike.Progress)) error { return d.ike.eng.Initiate(req.Name, p) })
+	if err != nil {
+		return ctl.Errorf(ctl.StatusFailed, "%q: %v", req.Name, err)
+	}
+	return ctl.OK("")
+}
+
+func (d *daemon) down(ctx context.Context, req *ctl.Request, tell func(string)) *ctl.Result {
+	if d.findConn(req.Name) == nil {
+		return ctl.Errorf(ctl.StatusNotFound, "no connection named %q is loaded", req.Name)
+	}
+	err := waitProgress(ctx, tell, func(p func(ike.Progress)) error { return d.ike.eng.Terminate(req.Name, p) })
+	if err != nil {
+		return ctl.Errorf(ctl.StatusFailed, "%q: %v", req.Name, err)
+	}
+	return ctl.OK("")
+}
+
+// initiateAtStart brings up the auto=start conns in the background,
+// logging their progress.
+func (d *daemon) initiateAtStart(names []string) {
+	for _, name := range names {
+		name := name
+		err := d.ike.eng.Initiate(name, func(p ike.Progress) {
+			// The engine logs the progress lines itself.
+			if p.Done && p.Err != nil {
+				d.log.Warnf("%q: auto=start: %v", name, p.Err)
+			}
+		})
+		if err != nil {
+			d.log.Warnf("%q: auto=start: %v", name, err)
+		}
+	}
+}
+
+// trafficInfo is the machine form of one line of trafficstatus.
+type trafficInfo struct {
+	Conn       string   `json:"conn"`
+	SPIIn      string   `json:"spi_in"`
+	SPIOut     string   `json:"spi_out"`
+	BytesIn    uint64   `json:"bytes_in"`
+	BytesOut   uint64   `json:"bytes_out"`
+	PacketsIn  uint64   `json:"packets_in"`
+	PacketsOut uint64   `json:"packets_out"`
+	LocalTS    []string `json:"local_ts"`
+	RemoteTS   []string `json:"remote_ts"`
+}
+
+func (d *daemon) trafficStatus(req *ctl.Request) *ctl.Result {
+	st := d.ike.eng.Status()
+	list := []trafficInfo{}
+	var b strings.Builder
+	for _, c := range st.ChildSAs {
+		ti := trafficInfo{Conn: c.Conn, SPIIn: fmt.Sprintf("%08x", c.SPIIn), SPIOut: fmt.Sprintf("%08x", c.SPIOut),
+			BytesIn: c.BytesIn, BytesOut: c.BytesOut, PacketsIn: c.PacketsIn, PacketsOut: c.PacketsOut,
+			LocalTS: c.LocalTS, RemoteTS: c.RemoteTS}
+		list = append(list, ti)
+		// Libreswan's format: #N: "conn", type=ESP, add_time=..., inBytes=..., outBytes=...
+		fmt.Fprintf(&b, "%q: type=ESP, esp.%s@in, esp.%s@out, inBytes=%d, outBytes=%d, inPackets=%d, outPackets=%d, %s===%s\n",
+			c.Conn, ti.SPIIn, ti.SPIOut, c.BytesIn, c.BytesOut, c.PacketsIn, c.PacketsOut,
+			strings.Join(c.LocalTS, ","), strings.Join(c.RemoteTS, ","))
+	}
+	return d.data(req, strings.TrimRight(b.String(), "\n"), list)
+}
+
+// saText renders the SAs as "ipsec status" and "showstates" print them.
+func saText(st ike.Status) string {
+	var b strings.Builder
+	half, established := 0, 0
+	for _, sa := range st.IKESAs {
+		if sa.Established.IsZero() {
+			half++
+		} else {
+			established++
+		}
+	}
+	fmt.Fprintf(&b, "State Information: IKE SAs: total(%d), half-open(%d), open(0), authenticated(%d)\n", len(st.IKESAs), half, established)
+	fmt.Fprintf(&b, "IPsec SAs: total(%d)\n", len(st.ChildSAs))
+	for _, sa := range st.IKESAs {
+		role := "responder"
+		if sa.Initiator {
+			role = "initiator"
+		}
+		nat := ""
+		if sa.NATUs || sa.NATPeer {
+			nat = fmt.Sprintf("; NAT: us=%v peer=%v", sa.NATUs, sa.NATPeer)
+		}
+		fmt.Fprintf(&b, "%q: IKE SA %s:%s %s %s; %s...%s; %s; %s...%s; age %s%s\n", sa.Conn, sa.SPIi, sa.SPIr, role, sa.State,
+			sa.Local, sa.Remote, sa.Algorithms, sa.LocalID, sa.RemoteID, sa.Age.Round(time.Second), nat)
+	}
+	for _, c := range st.ChildSAs {
+		encap := ""
+		if c.Encap {
+			encap = " (UDP-encapsulated)"
+		}
+		fmt.Fprintf(&b, "%q: Child SA esp.%08x@in esp.%08x@out %s%s; %s; %s===%s; inBytes=%d outBytes=%d; age %s\n", c.Conn, c.SPIIn, c.SPIOut,
+			c.Mode, encap, c.Algorithms, strings.Join(c.LocalTS, ","), strings.Join(c.RemoteTS, ","), c.BytesIn, c.BytesOut, c.Age.Round(time.Second))
+	}
+	return b.String()
+}
