@@ -432,10 +432,13 @@ func (e *Engine) newSPI() ([8]byte, error) {
 	return s, nil
 }
 
+// newReqID gives each Child SA a reqid from goswan's own range (see
+// kernel.ReqIDBase), so that a kernel back end can tell our SAs and
+// policies from another daemon's.
 func (e *Engine) newReqID() uint32 {
 	for {
-		if id := e.reqid.Add(1); id != 0 {
-			return id
+		if n := e.reqid.Add(1) &^ kernel.ReqIDMask; n != 0 {
+			return kernel.ReqIDBase | n
 		}
 	}
 }

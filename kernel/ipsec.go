@@ -185,6 +185,18 @@ type SA struct {
 	IfID  uint32 // XFRM interface id; 0: none
 }
 
+// Every reqid goswan gives out lies in one range: r&ReqIDMask == ReqIDBase.
+// A kernel back end finds what an earlier run of ours left behind by it,
+// and never touches SAs and policies of another daemon (Libreswan's start
+// at 16384, strongSwan's at 1).
+const (
+	ReqIDBase uint32 = 0x67000000 // 'g'
+	ReqIDMask uint32 = 0xff000000
+)
+
+// OurReqID says whether reqid is in goswan's range.
+func OurReqID(reqid uint32) bool { return reqid&ReqIDMask == ReqIDBase }
+
 // ID returns the name the back ends key sa by.
 func (sa *SA) ID() SAID { return SAID{Dst: sa.Dst, SPI: sa.SPI, Proto: sa.Proto} }
 
