@@ -1,0 +1,165 @@
+package userspace
+
+// The inbound path. By default (Config.InboundWorkers <= 0) DeliverESP
+// opens the packet on the caller's goroutine (the NAT-T socket's reader)
+// into a pooled buffer and writes it to the device before it returns
+// (deliverSerial). With InboundWorkers >= 1 it is a pipeline, as
+// wireguard-go's receive side: DeliverESP copies the datagram into
+// a pooled element, locks the element and queues it twice: on inWork,
+// which the open workers drain (Open, then unlock), and on inOrder,
+// which one writer goroutine drains in arrival order, waiting on each
+// element's lock, and writes the opened packets to the device in batches.
+// So reading the socket, opening and writing the device run on three
+// cores, and the device sees the packets in the order they arrived.
+// DeliverESP blocks when the queues are full, which slows the socket
+// reader rather than dropping.
+//
+// Why more than one open worker is not the default: esp.SA.Open checks and updates the
+// replay window as it opens, so two workers that open one SA's packets
+// out of order by more than the window (a worker descheduled while the
+// other runs ahead) lose the late packet. wireguard-go can open in
+// parallel because its window is thousands of packets wide; an IKE peer
+// asks for 32 to 128. Parallel opening that keeps order needs the engine
+// to split Open into decrypt (parallel) and a replay commit in order.
+//
+// Elements come from a sync.Pool and their buffers are kept, so a packet
+// allocates nothing (a datagram larger than the buffers grows them once).
+
+import (
+	"net/netip"
+	"sync"
+
+	"goswan/esp"
+)
+
+const (
+	inQueueLen = 1024
+	inBatchMax = 128
+	elemCap    = 2048 // initial buffer size: an MTU-sized packet and more
+)
+
+type inElem struct {
+	mu   sync.Mutex // held from DeliverESP until a worker opened the packet
+	in   []byte     // the ESP packet, copied
+	out  []byte     // headroom + the inner packet, after Open
+	ok   bool
+	bufs [][]byte // serial path: Write's argument
+}
+
+func newInElem() *inElem {
+	return &inElem{in: make([]byte, 0, elemCap), out: make([]byte, headroom+elemCap+esp.ScratchLen), bufs: make([][]byte, 1)}
+}
+
+// DeliverESP takes one received ESP-in-UDP payload (from the SPI on, the
+// non-ESP marker already told apart) that arrived from remote on local.
+// pkt is not kept after return. It may be called from several goroutines.
+// The outer addresses are not checked: a peer behind a NAT may move, and
+// the ICV and replay checks decide.
+func (b *Backend) DeliverESP(local, remote netip.AddrPort, pkt []byte) {
+	if b.serialIn {
+		b.deliverSerial(pkt)
+		return
+	}
+	b.inMu.RLock()
+	defer b.inMu.RUnlock()
+	if b.inClosed {
+		return
+	}
+	el := b.inPool.Get().(*inElem)
+	el.in = append(el.in[:0], pkt...)
+	el.mu.Lock()
+	b.inOrder <- el
+	b.inWork <- el
+}
+
+func (b *Backend) openWorker() {
+	defer b.inWG.Done()
+	for el := range b.inWork {
+		out, _, err := b.sadb.Open(el.out[:headroom], el.in)
+		if err == nil {
+			el.out, el.ok = out[:cap(out)][:len(out)], true
+		} else {
+			el.ok = false
+		}
+		el.mu.Unlock()
+	}
+}
+
+func (b *Backend) writeLoop() {
+	defer b.inWG.Done()
+	bufs := make([][]byte, 0, inBatchMax)
+	elems := make([]*inElem, 0, inBatchMax)
+	for el := range b.inOrder {
+		elems = append(elems[:0], el)
+	more:
+		for len(elems) < inBatchMax {
+			select {
+			case e, ok := <-b.inOrder:
+				if !ok {
+					break more
+				}
+				elems = append(elems, e)
+			default:
+				break more
+			}
+		}
+		bufs = bufs[:0]
+		for _, e := range elems {
+			e.mu.Lock() // wait for the worker
+			if e.ok {
+				bufs = append(bufs, e.out)
+			} else {
+				b.st.inDrops.Add(1)
+			}
+		}
+		if len(bufs) > 0 {
+			b.writeDevice(bufs)
+		}
+		for i, e := range elems {
+			e.mu.Unlock()
+			if len(e.out) > headroom+elemCap*4 { // let a jumbo buffer go
+				e.out = make([]byte, headroom+elemCap+esp.ScratchLen)
+			}
+			e.ok = false
+			b.inPool.Put(e)
+			elems[i] = nil
+		}
+		for i := range bufs {
+			bufs[i] = nil
+		}
+	}
+}
+
+func (b *Backend) writeDevice(bufs [][]byte) {
+	var octets int
+	for _, p := range bufs {
+		octets += len(p) - headroom
+	}
+	if _, err := b.dev.Write(bufs, headroom); err != nil {
+		if b.st.devWriteErrors.Add(1) == 1 && !b.closing.Load() {
+			b.logf("userspace: write to the device: %v (further errors are only counted)", err)
+		}
+		return
+	}
+	b.st.inPackets.Add(uint64(len(bufs)))
+	b.st.inBytes.Add(uint64(octets))
+}
+
+// deliverSerial opens and writes on the caller's goroutine.
+func (b *Backend) deliverSerial(pkt []byte) {
+	if b.closing.Load() {
+		return
+	}
+	el := b.inPool.Get().(*inElem)
+	out, _, err := b.sadb.Open(el.out[:headroom], pkt)
+	if err != nil {
+		b.st.inDrops.Add(1)
+		b.inPool.Put(el)
+		return
+	}
+	el.out = out
+	el.bufs[0] = out
+	b.writeDevice(el.bufs)
+	el.bufs[0] = nil
+	b.inPool.Put(el)
+}

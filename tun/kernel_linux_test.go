@@ -1,0 +1,105 @@
+//go:build linux
+
+package tun
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"testing"
+
+	"github.com/vishvananda/netlink"
+)
+
+// TestKernelTUN creates ipsec-t<pid> in a fresh network namespace, checks
+// it is up with the MTU asked, gives it an address and a route, and
+// removes it. It needs root; without root it skips, except under CI=true.
+// The test re-runs its own binary inside the namespace (ip netns exec), so
+// no thread of this process changes namespace.
+func TestKernelTUN(t *testing.T) {
+	if os.Getenv("GOSWAN_TUN_IN_NETNS") == "1" {
+		kernelTUNInNamespace(t)
+		return
+	}
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("CI=true but not root: the kernel TUN test must run as root in CI")
+		}
+		t.Skip("not root: the kernel TUN test needs root (CAP_NET_ADMIN) and ip netns")
+	}
+	ipCmd, err := exec.LookPath("ip")
+	if err != nil {
+		t.Fatalf("ip (iproute2) not found: %v", err)
+	}
+	name := fmt.Sprintf("goswan-tun-%d", os.Getpid())
+	if out, err := exec.Command(ipCmd, "netns", "add", name).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add %s: %v: %s", name, err, out)
+	}
+	defer func() {
+		if out, err := exec.Command(ipCmd, "netns", "del", name).CombinedOutput(); err != nil {
+			t.Errorf("ip netns del %s: %v: %s", name, err, out)
+		}
+	}()
+	cmd := exec.Command(ipCmd, "netns", "exec", name, os.Args[0], "-test.run=^TestKernelTUN$", "-test.v", "-test.count=1")
+	cmd.Env = append(os.Environ(), "GOSWAN_TUN_IN_NETNS=1", fmt.Sprintf("GOSWAN_TUN_NAME=ipsec-t%d", os.Getpid()))
+	out, err := cmd.CombinedOutput()
+	t.Logf("in namespace %s:\n%s", name, out)
+	if err != nil {
+		t.Fatalf("the test inside the namespace failed: %v", err)
+	}
+}
+
+func kernelTUNInNamespace(t *testing.T) {
+	name := os.Getenv("GOSWAN_TUN_NAME")
+	const mtu = 1380
+	tn, err := NewKernelTUN(name, mtu)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := l.Attrs(); a.MTU != mtu || a.Flags&net.FlagUp == 0 {
+		t.Fatalf("%s: MTU %d flags %v; want MTU %d and up", name, a.MTU, a.Flags, mtu)
+	}
+	if m, _ := tn.MTU(); m != mtu {
+		t.Errorf("Device.MTU() = %d, want %d", m, mtu)
+	}
+	if bs := tn.BatchSize(); bs < 1 {
+		t.Errorf("BatchSize %d", bs)
+	}
+	if err := tn.AddAddress(netip.MustParsePrefix("10.1.0.1/32")); err != nil {
+		t.Fatal(err)
+	}
+	remote := netip.MustParsePrefix("10.2.0.0/24")
+	if err := tn.AddRoute(remote); err != nil {
+		t.Fatal(err)
+	}
+	routes, err := netlink.RouteList(l, netlink.FAMILY_V4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, r := range routes {
+		found = found || (r.Dst != nil && r.Dst.String() == remote.String())
+	}
+	if !found {
+		t.Fatalf("route to %v not found on %s: %v", remote, name, routes)
+	}
+	if err := tn.DeleteRoute(remote); err != nil {
+		t.Fatal(err)
+	}
+	if err := tn.DeleteRoute(remote); err != nil {
+		t.Errorf("deleting a route twice: %v", err)
+	}
+	if err := tn.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := netlink.LinkByName(name); err == nil {
+		t.Fatalf("%s still there after Close", name)
+	}
+	t.Logf("%s: up, MTU %d, address and route set, removed", name, mtu)
+}
