@@ -169,7 +169,12 @@ func (e *Engine) newConn(c *config.Conn) (*conn, error) {
 	switch c.Encapsulation {
 	case "yes":
 		nc.encapForce = true
-	case "", "auto", "no":
+	case "no":
+		if e.o.ForceEncapsulation {
+			return nil, fmt.Errorf("%s: encapsulation=no: this data plane only carries ESP in UDP (RFC 3948); remove encapsulation=no or use a kernel back end", where(c))
+		}
+	case "", "auto":
+		nc.encapForce = e.o.ForceEncapsulation
 	default:
 		return nil, fmt.Errorf("%s: encapsulation=%s: want yes, no or auto", where(c), c.Encapsulation)
 	}

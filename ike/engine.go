@@ -111,6 +111,10 @@ type Options struct {
 	// local and whose left end is not, as Libreswan orients conns. When
 	// nil, left is always this host.
 	IsLocal func(netip.Addr) bool
+	// ForceEncapsulation makes every conn behave as encapsulation=yes:
+	// the user-space data planes speak only ESP in UDP. A conn that asks
+	// for encapsulation=no is then refused.
+	ForceEncapsulation bool
 }
 
 // Packet is one IKE datagram.

@@ -27,6 +27,9 @@ import (
 	"golang.org/x/net/ipv6"
 )
 
+// SocketBuffer is the receive and send buffer size asked for each socket.
+const SocketBuffer = 8 << 20
+
 // MaxDatagram bounds what is read; IKE messages above it must be
 // fragmented (RFC 7383) by the sender.
 const MaxDatagram = 65535
@@ -110,6 +113,10 @@ func bind(a netip.Addr, port int) (*sock, error) {
 		return nil, fmt.Errorf("binding IKE socket %s: %v", net.JoinHostPort(a.String(), strconv.Itoa(port)), err)
 	}
 	so := &sock{conn: conn, local: ap, wildcard: a.IsUnspecified()}
+	// ESP in UDP arrives in bursts on the NAT-T socket: ask for large
+	// buffers (the kernel caps them at net.core.rmem_max / wmem_max
+	// unless we may force more).
+	setBuffers(conn, SocketBuffer)
 	if network == "udp4" {
 		so.pc4 = ipv4.NewPacketConn(conn)
 		if so.wildcard {
