@@ -136,6 +136,11 @@ func (d *daemon) loadConfigConns() (start []string) {
 // same name as Libreswan does.
 func (d *daemon) addConn(c *config.Conn, logf func(string, ...any)) error {
 	if d.ike != nil {
+		if d.ike.dp != nil {
+			if err := d.ike.dp.addConn(c); err != nil {
+				return err
+			}
+		}
 		if err := d.ike.eng.AddConn(c); err != nil {
 			return err
 		}

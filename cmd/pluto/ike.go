@@ -32,23 +32,30 @@ const testKernelEnv = "GOSWAN_PLUTO_TEST_KERNEL"
 // tickInterval is how often the engine's timers are looked at.
 const tickInterval = 50 * time.Millisecond
 
-// newIPsec returns the SA-install back end for b.
-func newIPsec(b kernel.Backend, log *logging.Logger) (kernel.IPsec, error) {
+// newIPsec returns the SA-install back end for the settings, and the
+// user-space data plane when there is one.
+func newIPsec(s *settings, log *logging.Logger, sendESP func(local, remote netip.AddrPort, pkt []byte) error) (kernel.IPsec, *dataPlane, error) {
 	switch v := os.Getenv(testKernelEnv); v {
 	case "":
 	case "memory":
 		log.Warnf("TEST ONLY (%s=memory): SAs are kept in memory and protect no traffic", testKernelEnv)
-		return memory.New(), nil
+		return memory.New(), nil, nil
 	default:
-		return nil, fmt.Errorf("%s=%q: the only test back end is \"memory\"", testKernelEnv, v)
+		return nil, nil, fmt.Errorf("%s=%q: the only test back end is \"memory\"", testKernelEnv, v)
 	}
-	return kernel.Unavailable(b, "this build negotiates IKE but has no "+string(b)+" data plane yet"), nil
+	switch s.backend {
+	case kernel.Netstack, kernel.Userspace:
+		dp := newDataPlane(s, log, sendESP)
+		return &lazyIPsec{dp: dp, events: make(chan kernel.Event)}, dp, nil
+	}
+	return kernel.Unavailable(s.backend, "this build negotiates IKE but has no "+string(s.backend)+" data plane yet"), nil, nil
 }
 
 // ikeStack is the engine with what it needs: the back end, the sockets
 // and the timer goroutine.
 type ikeStack struct {
 	kern  kernel.IPsec
+	dp    *dataPlane // nil without a user-space data plane
 	eng   *ike.Engine
 	socks *socket.Sockets
 	stop  chan struct{}
@@ -59,21 +66,25 @@ type ikeStack struct {
 }
 
 func startIKE(s *settings, log *logging.Logger, secrets func() *config.Secrets) (*ikeStack, error) {
-	kern, err := newIPsec(s.backend, log)
+	st := &ikeStack{stop: make(chan struct{})}
+	kern, dp, err := newIPsec(s, log, func(local, remote netip.AddrPort, pkt []byte) error {
+		return st.socks.SendESP(local, remote, pkt)
+	})
 	if err != nil {
 		return nil, err
 	}
-	st := &ikeStack{kern: kern, stop: make(chan struct{})}
+	st.kern, st.dp = kern, dp
 	st.eng, err = ike.NewEngine(ike.Options{
-		Kernel:     kern,
-		Secrets:    secrets,
-		Log:        log,
-		Workers:    s.nhelpers,
-		Send:       st.send,
-		VendorID:   s.vendorid,
-		IKEPort:    s.ikeport,
-		NATIKEPort: s.natikeport,
-		IsLocal:    func(a netip.Addr) bool { return isLocal(s.listen, a) },
+		ForceEncapsulation: dp != nil,
+		Kernel:             kern,
+		Secrets:            secrets,
+		Log:                log,
+		Workers:            s.nhelpers,
+		Send:               st.send,
+		VendorID:           s.vendorid,
+		IKEPort:            s.ikeport,
+		NATIKEPort:         s.natikeport,
+		IsLocal:            func(a netip.Addr) bool { return isLocal(s.listen, a) },
 	})
 	if err != nil {
 		kern.Close()
@@ -88,7 +99,8 @@ func startIKE(s *settings, log *logging.Logger, secrets func() *config.Secrets) 
 			// queues for a worker.
 			st.eng.Receive(ike.Packet{Local: local, Remote: remote, Data: msg})
 		},
-		Logf: log.Logf,
+		OnESP: st.onESP(),
+		Logf:  log.Logf,
 	})
 	if err != nil {
 		st.eng.Close(context.Background())
@@ -123,6 +135,16 @@ func isLocal(listen []netip.Addr, a netip.Addr) bool {
 		}
 	}
 	return false
+}
+
+// onESP is the NAT-T socket's handler for ESP in UDP: the user-space data
+// plane's, or none (the kernel takes ESP itself, or there is no data
+// plane: the socket counts the drops).
+func (st *ikeStack) onESP() func(local, remote netip.AddrPort, pkt []byte) {
+	if st.dp == nil {
+		return nil
+	}
+	return st.dp.deliverESP
 }
 
 func (st *ikeStack) send(p ike.Packet) {

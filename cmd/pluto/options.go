@@ -51,6 +51,10 @@ type options struct {
 	useUserspace, useNetstack    bool
 	ikeport, natikeport          int
 	ctlGroup                     string
+	tunName                      string
+	netstackSOCKS5               []string
+	netstackForward              []string
+	netstackExpose               []string
 	debug                        debugSpecs // --debug and --no-debug, in the order given
 	flags                        *pflag.FlagSet
 }
@@ -121,6 +125,10 @@ func newFlagSet(o *options, stderr io.Writer) *pflag.FlagSet {
 	fs.BoolVar(&o.useBSDKAME, "use-bsdkame", false, "install SAs through PF_KEY v2 (default on the BSDs)")
 	fs.BoolVar(&o.useUserspace, "use-userspace", false, "do ESP in this process on a kernel TUN device")
 	fs.BoolVar(&o.useNetstack, "use-netstack", false, "do ESP in this process on a gVisor netstack: no root, no /dev/net/tun")
+	fs.StringVar(&o.tunName, "tun-name", "ipsec0", "name of the TUN device of --use-userspace")
+	fs.StringArrayVar(&o.netstackSOCKS5, "netstack-socks5", nil, "with --use-netstack: serve a SOCKS5 proxy on ADDR:PORT whose connections leave from the tunnel (repeatable)")
+	fs.StringArrayVar(&o.netstackForward, "netstack-forward", nil, "with --use-netstack: tcp|udp:[LISTENADDR:]PORT=REMOTEADDR:PORT listens on the host and connects through the tunnel (repeatable)")
+	fs.StringArrayVar(&o.netstackExpose, "netstack-expose", nil, "with --use-netstack: tcp|udp:PORT=HOSTADDR:PORT listens on the tunnel address and connects to a service on the host (repeatable)")
 	fs.IntVar(&o.ikeport, "ikeport", 500, "UDP port for IKE")
 	fs.IntVar(&o.natikeport, "natikeport", 4500, "UDP port for IKE and ESP in UDP after NAT traversal")
 

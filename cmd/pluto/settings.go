@@ -15,6 +15,7 @@ import (
 	"goswan/config"
 	"goswan/kernel"
 	"goswan/logging"
+	"goswan/tun"
 )
 
 // syslogEnv points the syslog destination somewhere else than /dev/log, as
@@ -54,6 +55,12 @@ type settings struct {
 	ikeport          int
 	natikeport       int
 	ddosIKEThreshold int
+
+	// The user-space data planes.
+	tunName         string
+	netstackSOCKS5  []string
+	netstackForward []tun.Forward
+	netstackExpose  []tun.Expose
 
 	leakDetective bool
 	efenceProtect bool
@@ -252,6 +259,42 @@ func resolve(o *options) (s *settings, help string, err error) {
 	}
 	if s.backend == "" {
 		s.backend = kernel.DefaultBackend
+	}
+
+	// The netstack's servers: the flags, else config setup.
+	s.tunName = o.tunName
+	socks, fwds, exps := o.netstackSOCKS5, o.netstackForward, o.netstackExpose
+	if !o.changed("netstack-socks5") {
+		socks = setup.NetstackSOCKS5
+	}
+	if !o.changed("netstack-forward") {
+		fwds = setup.NetstackForward
+	}
+	if !o.changed("netstack-expose") {
+		exps = setup.NetstackExpose
+	}
+	for _, a := range socks {
+		if _, err := netip.ParseAddrPort(a); err != nil {
+			return nil, "", fmt.Errorf("--netstack-socks5 %q: want ADDR:PORT", a)
+		}
+		s.netstackSOCKS5 = append(s.netstackSOCKS5, a)
+	}
+	for _, f := range fwds {
+		fw, err := tun.ParseForward(f)
+		if err != nil {
+			return nil, "", fmt.Errorf("--netstack-forward: %v", err)
+		}
+		s.netstackForward = append(s.netstackForward, fw)
+	}
+	for _, x := range exps {
+		ex, err := tun.ParseExpose(x)
+		if err != nil {
+			return nil, "", fmt.Errorf("--netstack-expose: %v", err)
+		}
+		s.netstackExpose = append(s.netstackExpose, ex)
+	}
+	if s.backend != kernel.Netstack && len(s.netstackSOCKS5)+len(s.netstackForward)+len(s.netstackExpose) > 0 {
+		return nil, "", fmt.Errorf("--netstack-socks5, --netstack-forward and --netstack-expose need --use-netstack (the back end is %s)", s.backend.Flag())
 	}
 	return s, "", nil
 }

@@ -1,0 +1,277 @@
+package main
+
+// The user-space data planes: the ESP engine (kernel/userspace) on a
+// gVisor netstack (--use-netstack) or a kernel TUN device
+// (--use-userspace), wired to the NAT-T socket for ESP in UDP.
+//
+// The netstack's addresses are the tunnel addresses of this host: each
+// conn's leftsourceip=, or its leftsubnet= when that is one host. They are
+// known once a conn is loaded, so the data plane starts with the first
+// conn that gives one; the engine reaches it through lazyIPsec meanwhile.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"sync"
+
+	"goswan/config"
+	"goswan/kernel"
+	"goswan/kernel/userspace"
+	"goswan/logging"
+	"goswan/tun"
+)
+
+// tunnelMTU is the inner MTU of the user-space devices: what is left of a
+// 1500-byte path after the outer IP (20 or 40), UDP (8) and ESP headers,
+// IV, padding and ICV, with room to spare, as strongSwan's ipsec0 (1400).
+const tunnelMTU = 1400
+
+// dataPlane owns the device, the user-space back end and the servers on a
+// netstack.
+type dataPlane struct {
+	s       *settings
+	log     *logging.Logger
+	sendESP func(local, remote netip.AddrPort, pkt []byte) error
+
+	mu    sync.Mutex
+	us    *userspace.Backend // nil until started
+	ns    *tun.Netstack      // --use-netstack
+	ktun  *tun.KernelTUN     // --use-userspace
+	addrs []netip.Addr       // the tunnel addresses in use
+	err   error              // why it could not start, for the engine's errors
+}
+
+func newDataPlane(s *settings, log *logging.Logger, sendESP func(local, remote netip.AddrPort, pkt []byte) error) *dataPlane {
+	return &dataPlane{s: s, log: log, sendESP: sendESP,
+		err: fmt.Errorf("%s: no conn gives this host an address inside the tunnel yet (leftsourceip=, or a leftsubnet= of one host)", s.backend.Flag())}
+}
+
+// tunnelAddrs returns the tunnel addresses conn c gives this host.
+func tunnelAddrs(c *config.Conn, listen []netip.Addr) []netip.Addr {
+	local := &c.Left
+	if c.Right.Addr.IsValid() && isLocal(listen, c.Right.Addr) && !(c.Left.Addr.IsValid() && isLocal(listen, c.Left.Addr)) {
+		local = &c.Right
+	}
+	if local.SourceIP.IsValid() {
+		return []netip.Addr{local.SourceIP}
+	}
+	var out []netip.Addr
+	for _, p := range local.Subnets {
+		if p.IsSingleIP() {
+			out = append(out, p.Addr())
+		}
+	}
+	return out
+}
+
+// addConn makes sure the data plane carries c's tunnel addresses: it
+// starts the data plane with them, or adds them to a kernel TUN. A
+// netstack cannot take addresses once made: a conn that needs a new one is
+// refused with words that say so.
+func (dp *dataPlane) addConn(c *config.Conn) error {
+	want := tunnelAddrs(c, dp.s.listen)
+	dp.mu.Lock()
+	defer dp.mu.Unlock()
+	var missing []netip.Addr
+	for _, a := range want {
+		if !slices.Contains(dp.addrs, a) {
+			missing = append(missing, a)
+		}
+	}
+	switch {
+	case len(missing) == 0:
+		return nil
+	case dp.us == nil:
+		return dp.start(missing)
+	case dp.ktun != nil:
+		for _, a := range missing {
+			if err := dp.ktun.AddAddress(netip.PrefixFrom(a, a.BitLen())); err != nil {
+				return err
+			}
+			dp.addrs = append(dp.addrs, a)
+		}
+		return nil
+	}
+	return fmt.Errorf("the netstack already runs with %v and cannot take %v as well: restart pluto with every conn in --config", dp.addrs, missing)
+}
+
+// start makes the device and the back end. dp.mu is held.
+func (dp *dataPlane) start(addrs []netip.Addr) error {
+	var dev tun.Device
+	switch dp.s.backend {
+	case kernel.Netstack:
+		ns, d, err := tun.NewNetstack(addrs, tunnelMTU)
+		if err != nil {
+			return err
+		}
+		ns.Logf = dp.log.Logf
+		dp.ns, dev = ns, d
+	case kernel.Userspace:
+		kt, err := tun.NewKernelTUN(dp.s.tunName, tunnelMTU)
+		if err != nil {
+			return err
+		}
+		for _, a := range addrs {
+			if err := kt.AddAddress(netip.PrefixFrom(a, a.BitLen())); err != nil {
+				kt.Close()
+				return err
+			}
+		}
+		dp.ktun, dev = kt, kt
+	default:
+		return fmt.Errorf("%s is not a user-space data plane", dp.s.backend.Flag())
+	}
+	cfg := userspace.Config{Device: dev, SendESP: dp.sendESP, Logf: dp.log.Logf, MTU: tunnelMTU}
+	if dp.ktun != nil {
+		cfg.AddRoute, cfg.DeleteRoute = dp.ktun.AddRoute, dp.ktun.DeleteRoute
+	}
+	us, err := userspace.New(cfg)
+	if err != nil {
+		dev.Close()
+		return err
+	}
+	dp.us, dp.addrs, dp.err = us, append(dp.addrs, addrs...), nil
+	name, _ := dev.Name()
+	dp.log.Logf("user-space data plane up on %s with tunnel addresses %v", name, addrs)
+	if dp.ns != nil {
+		dp.startServers()
+	}
+	return nil
+}
+
+// startServers starts what --netstack-socks5, --netstack-forward and
+// --netstack-expose ask for. A server that cannot start is logged.
+func (dp *dataPlane) startServers() {
+	for _, a := range dp.s.netstackSOCKS5 {
+		if srv, err := dp.ns.ServeSOCKS5(a); err != nil {
+			dp.log.Warnf("--netstack-socks5 %s: %v", a, err)
+		} else {
+			dp.log.Logf("SOCKS5 proxy into the tunnel on %v", srv.Addrs())
+		}
+	}
+	for _, f := range dp.s.netstackForward {
+		if srv, err := dp.ns.Forward(f); err != nil {
+			dp.log.Warnf("--netstack-forward %v: %v", f, err)
+		} else {
+			dp.log.Logf("forwarding %v into the tunnel (%v)", srv.Addrs(), f)
+		}
+	}
+	for _, x := range dp.s.netstackExpose {
+		if srv, err := dp.ns.Expose(x); err != nil {
+			dp.log.Warnf("--netstack-expose %v: %v", x, err)
+		} else {
+			dp.log.Logf("exposing %v inside the tunnel (%v)", srv.Addrs(), x)
+		}
+	}
+}
+
+// deliverESP takes ESP in UDP from the NAT-T socket.
+func (dp *dataPlane) deliverESP(local, remote netip.AddrPort, pkt []byte) {
+	dp.mu.Lock()
+	us := dp.us
+	dp.mu.Unlock()
+	if us != nil {
+		us.DeliverESP(local, remote, pkt)
+	}
+}
+
+func (dp *dataPlane) backend() (*userspace.Backend, error) {
+	dp.mu.Lock()
+	defer dp.mu.Unlock()
+	if dp.us == nil {
+		return nil, dp.err
+	}
+	return dp.us, nil
+}
+
+func (dp *dataPlane) close() error {
+	dp.mu.Lock()
+	defer dp.mu.Unlock()
+	var errs []error
+	if dp.ns != nil {
+		errs = append(errs, dp.ns.Close())
+	}
+	if dp.us != nil {
+		errs = append(errs, dp.us.Close()) // closes the device
+	}
+	return errors.Join(errs...)
+}
+
+// lazyIPsec is the engine's view of the data plane: it forwards to the
+// user-space back end once that runs, and fails with the reason before.
+type lazyIPsec struct {
+	dp        *dataPlane
+	events    chan kernel.Event
+	closeOnce sync.Once
+}
+
+var _ kernel.IPsec = (*lazyIPsec)(nil)
+
+func (l *lazyIPsec) GetSPI(ctx context.Context, src, dst netip.Addr, p kernel.Proto, reqid uint32) (uint32, error) {
+	b, err := l.dp.backend()
+	if err != nil {
+		return 0, err
+	}
+	return b.GetSPI(ctx, src, dst, p, reqid)
+}
+
+func (l *lazyIPsec) AddSA(ctx context.Context, sa *kernel.SA) error {
+	b, err := l.dp.backend()
+	if err != nil {
+		return err
+	}
+	return b.AddSA(ctx, sa)
+}
+
+func (l *lazyIPsec) UpdateSA(ctx context.Context, id kernel.SAID, sa *kernel.SA) error {
+	b, err := l.dp.backend()
+	if err != nil {
+		return err
+	}
+	return b.UpdateSA(ctx, id, sa)
+}
+
+func (l *lazyIPsec) QuerySA(ctx context.Context, id kernel.SAID) (kernel.SAStats, error) {
+	b, err := l.dp.backend()
+	if err != nil {
+		return kernel.SAStats{}, err
+	}
+	return b.QuerySA(ctx, id)
+}
+
+func (l *lazyIPsec) DeleteSA(ctx context.Context, id kernel.SAID) error {
+	b, err := l.dp.backend()
+	if err != nil {
+		return err
+	}
+	return b.DeleteSA(ctx, id)
+}
+
+func (l *lazyIPsec) AddPolicy(ctx context.Context, p *kernel.Policy) error {
+	b, err := l.dp.backend()
+	if err != nil {
+		return err
+	}
+	return b.AddPolicy(ctx, p)
+}
+
+func (l *lazyIPsec) DeletePolicy(ctx context.Context, p *kernel.Policy) error {
+	b, err := l.dp.backend()
+	if err != nil {
+		return err
+	}
+	return b.DeletePolicy(ctx, p)
+}
+
+// Events: the engine does not consume data-plane events yet (on-demand
+// and rekeying come later); the back end drops and counts what nobody
+// reads.
+func (l *lazyIPsec) Events() <-chan kernel.Event { return l.events }
+
+func (l *lazyIPsec) Close() error {
+	l.closeOnce.Do(func() { close(l.events) })
+	return l.dp.close()
+}
