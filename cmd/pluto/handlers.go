@@ -460,14 +460,17 @@ func (d *daemon) status(req *ctl.Request, global, conns, states bool) *ctl.Resul
 	}
 	if conns {
 		b.WriteString("\nConnection list:\n\n")
-		for _, c := range d.connList() {
-			ci := describeConn(c)
-			sd.Connections = append(sd.Connections, ci)
-			b.WriteString(connText(ci))
-		}
 		active := map[string]bool{}
 		for _, c := range est.ChildSAs {
 			active[c.Conn] = true
+		}
+		for _, c := range d.connList() {
+			ci := describeConn(c)
+			if active[c.Name] {
+				ci.State = "established"
+			}
+			sd.Connections = append(sd.Connections, ci)
+			b.WriteString(connText(ci))
 		}
 		fmt.Fprintf(&b, "\nTotal IPsec connections: loaded %d, active %d\n", len(sd.Connections), len(active))
 	}
