@@ -20,6 +20,8 @@ import (
 	"goswan/ike/socket"
 	"goswan/kernel"
 	"goswan/kernel/memory"
+	"goswan/kernel/pfkey"
+	"goswan/kernel/xfrm"
 	"goswan/logging"
 )
 
@@ -47,8 +49,32 @@ func newIPsec(s *settings, log *logging.Logger, sendESP func(local, remote netip
 	case kernel.Netstack, kernel.Userspace:
 		dp := newDataPlane(s, log, sendESP)
 		return &lazyIPsec{dp: dp, events: make(chan kernel.Event)}, dp, nil
+	case kernel.XFRM:
+		b, err := xfrm.New(xfrm.Config{Logf: log.Logf})
+		if err != nil {
+			return nil, nil, err
+		}
+		flushLeftovers(log, b.Flush)
+		return b, nil, nil
+	case kernel.BSDKAME:
+		b, err := pfkey.New(pfkey.Config{Logf: log.Logf})
+		if err != nil {
+			return nil, nil, err
+		}
+		flushLeftovers(log, b.Flush)
+		return b, nil, nil
 	}
-	return kernel.Unavailable(s.backend, "this build negotiates IKE but has no "+string(s.backend)+" data plane yet"), nil, nil
+	return nil, nil, fmt.Errorf("unknown back end %q", s.backend)
+}
+
+// flushLeftovers removes the SAs and policies an earlier run of ours left
+// in the kernel (found by our reqids), never another daemon's.
+func flushLeftovers(log *logging.Logger, flush func(context.Context) error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := flush(ctx); err != nil {
+		log.Warnf("removing what an earlier run left in the kernel: %v", err)
+	}
 }
 
 // ikeStack is the engine with what it needs: the back end, the sockets
@@ -106,6 +132,14 @@ func startIKE(s *settings, log *logging.Logger, secrets func() *config.Secrets) 
 		st.eng.Close(context.Background())
 		kern.Close()
 		return nil, err
+	}
+	if s.backend == kernel.XFRM && os.Getenv(testKernelEnv) == "" {
+		// The kernel takes ESP in UDP from the NAT-T sockets, and IKE
+		// must pass by our own policies.
+		if err := st.socks.Control(xfrm.PrepareIKESocket); err != nil {
+			st.close()
+			return nil, fmt.Errorf("preparing the IKE sockets for XFRM: %v", err)
+		}
 	}
 	st.wg.Add(1)
 	go st.tick()
@@ -175,9 +209,20 @@ func (st *ikeStack) close() {
 		cancel()
 		es := st.eng.Status()
 		st.leftover = len(es.IKESAs) + len(es.ChildSAs)
-		close(st.stop)
+		if st.stop != nil {
+			select {
+			case <-st.stop:
+			default:
+				close(st.stop)
+			}
+		}
 		st.wg.Wait()
 		st.socks.Close()
+		if f, ok := st.kern.(interface{ Flush(context.Context) error }); ok {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			f.Flush(ctx)
+			cancel()
+		}
 		st.kern.Close()
 	})
 }
