@@ -60,29 +60,58 @@ var proposalCases = []proposalCase{
 
 const psk = "interop test secret with some length to it"
 
+// addrPlan is where one setup puts its addresses: ours and theirs on the
+// veth from testnet.Pair, the protected subnets, and the address in each
+// subnet that goes on lo (kernel-libipsec routes through an address of its
+// own inside the protected subnet).
+type addrPlan struct {
+	our, their             string
+	ourSubnet, theirSubnet string
+	ourLo, theirLo         string
+}
+
+var (
+	plan4 = addrPlan{"192.0.2.1", "192.0.2.2", "10.0.1.0/24", "10.0.2.0/24", "10.0.1.1", "10.0.2.1"}
+	plan6 = addrPlan{"2001:db8::1", "2001:db8::2", "fd00:1::/64", "fd00:2::/64", "fd00:1::1", "fd00:2::1"}
+)
+
+// testbed is one setup: our pluto and strongSwan's charon in two
+// namespaces joined by a veth.
+type testbed struct {
+	pl           *peers.Pluto
+	ch           *peers.Charon
+	ours, theirs *testnet.Namespace
+	veth         *testnet.Veth
+}
+
 // setup makes two namespaces joined by a veth (ours 192.0.2.1, theirs
 // 192.0.2.2), with our conn and their connection for pc.
 func setup(t *testing.T, pc proposalCase, ourAuto string) (*peers.Pluto, *peers.Charon) {
 	t.Helper()
+	tb := setupPlan(t, pc, ourAuto, plan4)
+	return tb.pl, tb.ch
+}
+
+// setupPlan is setup with the addresses of ap.
+func setupPlan(t *testing.T, pc proposalCase, ourAuto string, ap addrPlan) testbed {
+	t.Helper()
 	peers.RequireCharon(t)
-	ours, theirs, _ := testnet.Pair(t, "ours", "theirs")
-	// kernel-libipsec routes through an address of its own inside the
-	// protected subnet.
-	ours.AddLoopbackAddr(t, netip.MustParseAddr("10.0.1.1"))
-	theirs.AddLoopbackAddr(t, netip.MustParseAddr("10.0.2.1"))
-	ourID, theirID := "192.0.2.1", "192.0.2.2"
+	ours, theirs, veth := testnet.Pair(t, "ours", "theirs")
+	ours.AddLoopbackAddr(t, netip.MustParseAddr(ap.ourLo))
+	theirs.AddLoopbackAddr(t, netip.MustParseAddr(ap.theirLo))
+	ourID, theirID := ap.our, ap.their
 	if pc.fqdn {
 		ourID, theirID = "@ours.example", "@theirs.example"
 	}
-	conf := "conn interop\n\tleft=192.0.2.1\n\tleftid=" + ourID + "\n\tleftsubnet=10.0.1.0/24\n" +
-		"\tright=192.0.2.2\n\trightid=" + theirID + "\n\trightsubnet=10.0.2.0/24\n" +
+	conf := "conn interop\n\tleft=" + ap.our + "\n\tleftid=" + ourID + "\n\tleftsubnet=" + ap.ourSubnet + "\n" +
+		"\tright=" + ap.their + "\n\trightid=" + theirID + "\n\trightsubnet=" + ap.theirSubnet + "\n" +
 		"\tauthby=secret\n\tencapsulation=yes\n\tauto=" + ourAuto + "\n"
 	if pc.ourIKE != "" {
 		conf += "\tike=" + pc.ourIKE + "\n\tesp=" + pc.ourESP + "\n"
 	}
 	pl := peers.StartPluto(t, ours, peers.PlutoConfig{
 		BinDir: binDir, Conf: conf, Secrets: ourID + " " + theirID + " : PSK \"" + psk + "\"\n",
-		Args: []string{"--use-netstack", "--listen", "192.0.2.1"}, Env: memoryKernel,
+		Args: []string{"--use-netstack", "--listen", ap.our}, Env: memoryKernel,
 	})
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -90,12 +119,12 @@ func setup(t *testing.T, pc proposalCase, ourAuto string) (*peers.Pluto, *peers.
 		}
 	})
 	swanID := func(id string) string { return strings.TrimPrefix(id, "@") }
-	child := peers.SwanChild{Name: "interop", LocalTS: []string{"10.0.2.0/24"}, RemoteTS: []string{"10.0.1.0/24"}}
+	child := peers.SwanChild{Name: "interop", LocalTS: []string{ap.theirSubnet}, RemoteTS: []string{ap.ourSubnet}}
 	if pc.theirESP != "" {
 		child.ESPProposals = []string{pc.theirESP}
 	}
 	sc := peers.SwanConn{
-		Name: "interop", LocalAddrs: []string{"192.0.2.2"}, RemoteAddrs: []string{"192.0.2.1"},
+		Name: "interop", LocalAddrs: []string{ap.their}, RemoteAddrs: []string{ap.our},
 		LocalID: swanID(theirID), RemoteID: swanID(ourID), PSK: psk, Encap: true,
 		Children: []peers.SwanChild{child},
 	}
@@ -103,11 +132,17 @@ func setup(t *testing.T, pc proposalCase, ourAuto string) (*peers.Pluto, *peers.
 		sc.Proposals = []string{pc.theirIKE}
 	}
 	ch := peers.StartCharon(t, theirs, peers.CharonConfig{}, sc)
-	return pl, ch
+	return testbed{pl: pl, ch: ch, ours: ours, theirs: theirs, veth: veth}
 }
 
 // checkEstablished compares both sides' views of the IKE SA and Child SA.
 func checkEstablished(t *testing.T, pl *peers.Pluto, ch *peers.Charon, pc proposalCase, weInitiated bool) {
+	t.Helper()
+	checkEstablishedPlan(t, pl, ch, pc, weInitiated, plan4)
+}
+
+// checkEstablishedPlan is checkEstablished with the addresses of ap.
+func checkEstablishedPlan(t *testing.T, pl *peers.Pluto, ch *peers.Charon, pc proposalCase, weInitiated bool, ap addrPlan) {
 	t.Helper()
 	sa, err := ch.WaitEstablished("interop", 10*time.Second, "interop")
 	if err != nil {
@@ -144,7 +179,7 @@ func checkEstablished(t *testing.T, pl *peers.Pluto, ch *peers.Charon, pc propos
 	if !oc.Encap || !child.Encap {
 		t.Errorf("UDP encapsulation: ours %v, strongSwan %v; both must encapsulate (kernel-libipsec)", oc.Encap, child.Encap)
 	}
-	if strings.Join(oc.LocalTS, ",") != "10.0.1.0/24" && !strings.HasPrefix(strings.Join(oc.LocalTS, ","), "10.0.1.0/24") {
+	if !strings.HasPrefix(strings.Join(oc.LocalTS, ","), ap.ourSubnet) {
 		t.Errorf("our Child SA's local TS %v", oc.LocalTS)
 	}
 	t.Logf("established: ours %s / %s; strongSwan %s / %s", ours.Algorithms, oc.Algorithms, sa.Proposal, child.Proposal)

@@ -376,3 +376,58 @@ func ParseLibreswanStatus(text string) LibreswanStatus {
 	}
 	return st
 }
+
+// ikeSPIsRE matches the debug line (plutodebug=base, or `whack --debug
+// base` at run time) with which pluto 4.10 files a state under its IKE
+// SPIs, initiator's then responder's:
+//
+//	| entry state hash_table_entries.ike_spis@0x55… "t" #1: 50 14 51 39  dc 1a d6 99  06 fb fb df  b1 d3 e4 0b added to hash table bucket 0x55…
+//
+// An initiator files its IKE SA twice: first with a zero responder SPI,
+// then again once IKE_SA_INIT's response named it. Child states of an IKE
+// SA are filed under the same SPIs.
+var ikeSPIsRE = regexp.MustCompile(`hash_table_entries\.ike_spis@\S+ "([^"]+)"(?:\[\d+\])? #(\d+): ((?:[0-9a-f]{2}\s+){15}[0-9a-f]{2}) added to hash table`)
+
+// ParseLibreswanIKESPIs returns the IKE SPIs (16 hex digits each, as our
+// status prints them) under which pluto filed state serial of conn: the
+// last such entry with a non-zero responder SPI. It needs the debug log.
+func ParseLibreswanIKESPIs(log, conn string, serial int) (spii, spir string, ok bool) {
+	for _, line := range strings.Split(log, "\n") {
+		m := ikeSPIsRE.FindStringSubmatch(line)
+		if m == nil || m[1] != conn || m[2] != strconv.Itoa(serial) {
+			continue
+		}
+		hex := strings.Join(strings.Fields(m[3]), "")
+		if hex[16:] == "0000000000000000" {
+			continue
+		}
+		spii, spir, ok = hex[:16], hex[16:], true
+	}
+	return spii, spir, ok
+}
+
+// Debug sets pluto's debug classes at run time (`whack --debug CLASS`),
+// e.g. "base", which IKESPIs needs.
+func (l *Libreswan) Debug(classes ...string) error {
+	args := make([]string, 0, 2*len(classes))
+	for _, c := range classes {
+		args = append(args, "--debug", c)
+	}
+	_, err := l.Whack(args...)
+	return err
+}
+
+// IKESPIs returns the IKE SPIs of pluto's state serial for conn, from its
+// debug log (see Debug and ParseLibreswanIKESPIs).
+func (l *Libreswan) IKESPIs(conn string, serial int) (spii, spir string, err error) {
+	spii, spir, ok := ParseLibreswanIKESPIs(l.Log(), conn, serial)
+	if !ok {
+		return "", "", fmt.Errorf("pluto in %s: no IKE SPIs for %q #%d in its log (is debugging on? see Debug)", l.NS.Name, conn, serial)
+	}
+	return spii, spir, nil
+}
+
+// WaitLog waits at most timeout until pluto's log holds substr.
+func (l *Libreswan) WaitLog(substr string, timeout time.Duration) error {
+	return l.proc.WaitOutput(substr, timeout)
+}

@@ -251,3 +251,56 @@ func rawPcap(pkts ...[]byte) []byte {
 	}
 	return b
 }
+
+func TestParseLibreswanIKESPIs(t *testing.T) {
+	// Lines of pluto 4.10's debug log, as initiator of #1 (filed twice),
+	// with a child #2 under the same SPIs and another conn's state.
+	const log = `Nov 27 05:31:08.366673: | entry state hash_table_entries.ike_spis@0x5575052ab920 "t" #1: 00 00 00 00  00 00 00 00  00 00 00 00  00 00 00 00 initialized
+Nov 27 05:31:08.366686: | entry state hash_table_entries.ike_spis@0x5575052ab920 "t" #1: 50 14 51 39  dc 1a d6 99  00 00 00 00  00 00 00 00 added to hash table bucket 0x5574df75b960
+Nov 27 05:31:08.366690: | entry state hash_table_entries.ike_spis@0x5575052ab920 "t" #1: 50 14 51 39  dc 1a d6 99  06 fb fb df  b1 d3 e4 0b added to hash table bucket 0x5574df75b961
+Nov 27 05:31:08.370253: | entry state hash_table_entries.ike_spis@0x5575052b2630 "t" #2: 50 14 51 39  dc 1a d6 99  06 fb fb df  b1 d3 e4 0b added to hash table bucket 0x5574df75b960
+Nov 27 05:31:08.370255: | entry state hash_table_entries.ike_spis@0x5575052b2630 "u"[1] #3: 11 11 11 11  11 11 11 11  22 22 22 22  22 22 22 22 added to hash table bucket 0x5574df75b960
+`
+	for _, c := range []struct {
+		conn       string
+		serial     int
+		spii, spir string
+		ok         bool
+	}{
+		{"t", 1, "50145139dc1ad699", "06fbfbdfb1d3e40b", true},
+		{"t", 2, "50145139dc1ad699", "06fbfbdfb1d3e40b", true},
+		{"u", 3, "1111111111111111", "2222222222222222", true},
+		{"t", 3, "", "", false},
+		{"x", 1, "", "", false},
+	} {
+		spii, spir, ok := ParseLibreswanIKESPIs(log, c.conn, c.serial)
+		if spii != c.spii || spir != c.spir || ok != c.ok {
+			t.Errorf("%s #%d: %q %q %v; want %q %q %v", c.conn, c.serial, spii, spir, ok, c.spii, c.spir, c.ok)
+		}
+	}
+}
+
+func TestParseISAKMPFields(t *testing.T) {
+	// tshark -T fields output for an INVALID_KE_PAYLOAD response on 500
+	// and an IKE_AUTH request on 4500 (fields as ISAKMPMessages asks).
+	for _, c := range []struct {
+		line string
+		want string
+	}{
+		{"7\t192.0.2.2\t\t500\t192.0.2.1\t\t500\t\t34\t0\t1\t0x00000000\t6fbd1cbd28b0e0a0\t0000000000000000\t17\t38\t",
+			"frame 7 192.0.2.2:500->192.0.2.1:500 IKE_SA_INIT response #0 6fbd1cbd28b0e0a0:0000000000000000 len 38 KE 0 notify [17]"},
+		{"3\t192.0.2.1\t\t500\t192.0.2.2\t\t500\t\t34\t1\t0\t0x00000000\t6fbd1cbd28b0e0a0\t0000000000000000\t16430,16388,16389\t280\t31",
+			"frame 3 192.0.2.1:500->192.0.2.2:500 IKE_SA_INIT request #0 6fbd1cbd28b0e0a0:0000000000000000 len 280 KE 31 notify [16430 16388 16389]"},
+		{"9\t\t2001:db8::1\t4500\t\t2001:db8::2\t4500\t\t35\tTrue\tFalse\t0x00000001\t6fbd1cbd28b0e0a0\t1f2e3d4c5b6a7988\t\t300\t",
+			"frame 9 [2001:db8::1]:4500->[2001:db8::2]:4500 IKE_AUTH request #1 6fbd1cbd28b0e0a0:1f2e3d4c5b6a7988 len 300 KE 0 notify []"},
+	} {
+		m, err := parseISAKMPFields(strings.Split(c.line, "\t"))
+		if err != nil {
+			t.Errorf("%q: %v", c.line, err)
+			continue
+		}
+		if got := m.String(); got != c.want {
+			t.Errorf("%q:\n got %s\nwant %s", c.line, got, c.want)
+		}
+	}
+}
