@@ -427,6 +427,52 @@ var errInternal = errors.New("esp: internal error")
 // for the layout. pkt is an IPv4 or IPv6 packet. On error dst is returned
 // unchanged with a DropReason.
 func (sa *SA) Seal(dst, pkt []byte) ([]byte, error) {
+	return sa.seal(dst, pkt, 0)
+}
+
+// ReserveSeq reserves n consecutive outbound sequence numbers, the first
+// of which it returns, for SealSeq. A caller that seals in parallel
+// reserves a batch's numbers in the order its packets are to go out, seals
+// them on any goroutine, and sends them in that order, so the peer sees
+// them in order whatever its replay window. A number reserved and not used
+// is a gap the peer's window skips. Without ESN, a batch that would run
+// past 2^32-1 fails with DropSeqOverflow and the SA expires (its soft
+// expiry fired 2^24 numbers before).
+func (sa *SA) ReserveSeq(n int) (first uint64, err error) {
+	if n <= 0 {
+		return 0, sa.drop(DropMalformed)
+	}
+	if !sa.alive() {
+		return 0, sa.drop(DropExpired)
+	}
+	last := sa.seqOut.Add(uint64(n))
+	first = last - uint64(n) + 1
+	if !sa.esn {
+		if last > math.MaxUint32 {
+			sa.seqOut.Store(math.MaxUint32 + 1)
+			sa.fire(HardExpire, ReasonSequence)
+			return 0, sa.drop(DropSeqOverflow)
+		}
+		if last >= seqSoftLimit {
+			sa.fire(SoftExpire, ReasonSequence)
+		}
+	} else if first == 0 || last < first {
+		return 0, sa.drop(DropSeqOverflow)
+	}
+	return first, nil
+}
+
+// SealSeq is Seal with the sequence number seq, which ReserveSeq gave. It
+// may run on any number of goroutines at once.
+func (sa *SA) SealSeq(dst, pkt []byte, seq uint64) ([]byte, error) {
+	if seq == 0 {
+		return dst, sa.drop(DropSeqOverflow)
+	}
+	return sa.seal(dst, pkt, seq)
+}
+
+// seal seals pkt with seq, or with the next number when seq is 0.
+func (sa *SA) seal(dst, pkt []byte, seq uint64) ([]byte, error) {
 	if !sa.alive() {
 		return dst, sa.drop(DropExpired)
 	}
@@ -477,8 +523,9 @@ func (sa *SA) Seal(dst, pkt []byte) ([]byte, error) {
 		return dst, sa.drop(DropMalformed)
 	}
 
-	seq := sa.seqOut.Add(1)
-	if !sa.esn {
+	if seq != 0 {
+		// Reserved by ReserveSeq, which did the checks.
+	} else if seq = sa.seqOut.Add(1); !sa.esn {
 		if seq > math.MaxUint32 {
 			sa.seqOut.Store(math.MaxUint32 + 1) // keep it from wrapping 64 bits
 			sa.fire(HardExpire, ReasonSequence)
@@ -600,8 +647,38 @@ func (sa *SA) mac(ms *macState, b []byte, seq uint64) []byte {
 // error dst is returned unchanged with a DropReason, and the SA's state
 // (replay window included) is not touched by unauthenticated input.
 func (sa *SA) Open(dst, pkt []byte) ([]byte, error) {
+	out, _, err := sa.open(dst, pkt, true)
+	return out, err
+}
+
+// OpenNoCommit is the parallel half of Open: it does every check Open does
+// (the replay pre-check included, before it decrypts) except that it does
+// not record the sequence number in the replay window nor count the
+// packet. It returns the inner packet and the packet's (full, with ESN)
+// sequence number, which the caller passes to CommitSeq, in the order the
+// packets arrived, before it uses the packet. It may run on any number of
+// goroutines at once.
+func (sa *SA) OpenNoCommit(dst, pkt []byte) (out []byte, seq uint64, err error) {
+	return sa.open(dst, pkt, false)
+}
+
+// CommitSeq records seq, which OpenNoCommit returned for a packet of n
+// inner octets, in the replay window and counts the packet. It fails with
+// DropReplay when the number is no longer new (a duplicate opened at the
+// same time, or one that fell left of the window meanwhile): then the
+// packet must be dropped.
+func (sa *SA) CommitSeq(seq uint64, n int) error {
+	if !sa.replay.update(seq) {
+		return sa.drop(DropReplay)
+	}
+	sa.account(n)
+	return nil
+}
+
+// open is Open, and with commit false OpenNoCommit.
+func (sa *SA) open(dst, pkt []byte, commit bool) ([]byte, uint64, error) {
 	if !sa.alive() {
-		return dst, sa.drop(DropExpired)
+		return dst, 0, sa.drop(DropExpired)
 	}
 	esp := pkt
 	var ohdr []byte // transport mode: the outer (= the packet's own) IP header
@@ -610,15 +687,15 @@ func (sa *SA) Open(dst, pkt []byte) ([]byte, error) {
 		var ok bool
 		ohdr, esp, proto, ok = splitIP(pkt)
 		if !ok {
-			return dst, sa.drop(DropMalformed)
+			return dst, 0, sa.drop(DropMalformed)
 		}
 		if proto == ProtoUDP && sa.encap != nil {
 			if len(esp) < udpHeaderLen {
-				return dst, sa.drop(DropShort)
+				return dst, 0, sa.drop(DropShort)
 			}
 			esp = esp[udpHeaderLen:]
 		} else if proto != ProtoESP {
-			return dst, sa.drop(DropMalformed)
+			return dst, 0, sa.drop(DropMalformed)
 		}
 	}
 	t := sa.tr
@@ -627,14 +704,14 @@ func (sa *SA) Open(dst, pkt []byte) ([]byte, error) {
 		minLen = espHeaderLen + t.ivLen + 2 + t.icvLen
 	}
 	if len(esp) < minLen {
-		return dst, sa.drop(DropShort)
+		return dst, 0, sa.drop(DropShort)
 	}
 	if binary.BigEndian.Uint32(esp[0:4]) != sa.spi {
-		return dst, sa.drop(DropNoSA)
+		return dst, 0, sa.drop(DropNoSA)
 	}
 	ctLen := len(esp) - espHeaderLen - t.ivLen - t.icvLen
 	if t.kind != kindAEAD && ctLen%t.align != 0 {
-		return dst, sa.drop(DropShort)
+		return dst, 0, sa.drop(DropShort)
 	}
 	seql := binary.BigEndian.Uint32(esp[4:8])
 	seq := uint64(seql)
@@ -646,7 +723,7 @@ func (sa *SA) Open(dst, pkt []byte) ([]byte, error) {
 		seq = inferSeq(sa.replay.top.Load(), w, seql)
 	}
 	if !sa.replay.check(seq) {
-		return dst, sa.drop(DropReplay)
+		return dst, 0, sa.drop(DropReplay)
 	}
 
 	hl := len(ohdr)
@@ -670,14 +747,14 @@ func (sa *SA) Open(dst, pkt []byte) ([]byte, error) {
 		var err error
 		pt, err = t.aead.Open(dst[start+hl:start+hl], nonce, esp[16:], aad)
 		if err != nil {
-			return dst[:start], sa.drop(DropAuth)
+			return dst[:start], 0, sa.drop(DropAuth)
 		}
 	case kindCBC, kindNull:
 		ms := t.macs.Get().(*macState)
 		icv := sa.mac(ms, esp[:len(esp)-t.icvLen], seq)
 		if !hmac.Equal(icv, esp[len(esp)-t.icvLen:]) {
 			t.macs.Put(ms)
-			return dst[:start], sa.drop(DropAuth)
+			return dst[:start], 0, sa.drop(DropAuth)
 		}
 		pt = dst[start+hl : start+hl+ctLen]
 		ct := esp[espHeaderLen+t.ivLen : espHeaderLen+t.ivLen+ctLen]
@@ -689,28 +766,28 @@ func (sa *SA) Open(dst, pkt []byte) ([]byte, error) {
 		}
 		t.macs.Put(ms)
 	default:
-		return dst, errInternal
+		return dst, 0, errInternal
 	}
-	if !sa.replay.update(seq) {
-		return dst[:start], sa.drop(DropReplay)
+	if commit && !sa.replay.update(seq) {
+		return dst[:start], 0, sa.drop(DropReplay)
 	}
 
 	// Trailer: padding 1, 2, 3, ..., pad length, next header.
 	padLen := int(pt[len(pt)-2])
 	nh := pt[len(pt)-1]
 	if padLen+2 > len(pt) {
-		return dst[:start], sa.drop(DropPadding)
+		return dst[:start], 0, sa.drop(DropPadding)
 	}
 	pad := pt[len(pt)-2-padLen : len(pt)-2]
 	for i, b := range pad {
 		if b != byte(i+1) {
-			return dst[:start], sa.drop(DropPadding)
+			return dst[:start], 0, sa.drop(DropPadding)
 		}
 	}
 	payload := pt[:len(pt)-2-padLen]
 
 	if nh == ProtoNone {
-		return dst[:start], sa.drop(DropDummy)
+		return dst[:start], 0, sa.drop(DropDummy)
 	}
 	if sa.mode == Tunnel {
 		var total int
@@ -721,16 +798,16 @@ func (sa *SA) Open(dst, pkt []byte) ([]byte, error) {
 		case ProtoIPv6:
 			total, ok = parseIPv6(payload)
 		default:
-			return dst[:start], sa.drop(DropNextHeader)
+			return dst[:start], 0, sa.drop(DropNextHeader)
 		}
 		if !ok {
 			// Also catches an IPv6 packet under next header 4 and back.
-			return dst[:start], sa.drop(DropMalformed)
+			return dst[:start], 0, sa.drop(DropMalformed)
 		}
 		payload = payload[:total] // drop TFC padding (RFC 4303 §2.7)
 	} else {
 		if nh == ProtoIPIP || nh == ProtoIPv6 {
-			return dst[:start], sa.drop(DropNextHeader)
+			return dst[:start], 0, sa.drop(DropNextHeader)
 		}
 		h := dst[start : start+hl]
 		copy(h, ohdr)
@@ -745,10 +822,12 @@ func (sa *SA) Open(dst, pkt []byte) ([]byte, error) {
 		payload = dst[start : start+hl+len(payload)]
 	}
 	if len(sa.selectors) > 0 && !sa.allowed(payload) {
-		return dst[:start], sa.drop(DropPolicy)
+		return dst[:start], 0, sa.drop(DropPolicy)
 	}
-	sa.account(len(payload))
-	return dst[:start+len(payload)], nil
+	if commit {
+		sa.account(len(payload))
+	}
+	return dst[:start+len(payload)], seq, nil
 }
 
 // allowed is the inbound policy check of RFC 4301 §5.2.

@@ -32,9 +32,10 @@ const tunnelMTU = 1400
 // dataPlane owns the device, the user-space back end and the servers on a
 // netstack.
 type dataPlane struct {
-	s       *settings
-	log     *logging.Logger
-	sendESP func(local, remote netip.AddrPort, pkt []byte) error
+	s            *settings
+	log          *logging.Logger
+	sendESP      func(local, remote netip.AddrPort, pkt []byte) error
+	sendESPBatch func(local, remote netip.AddrPort, pkts [][]byte) error // UDP GSO on Linux
 
 	mu    sync.Mutex
 	us    *userspace.Backend // nil until started
@@ -124,7 +125,7 @@ func (dp *dataPlane) start(addrs []netip.Addr) error {
 	default:
 		return fmt.Errorf("%s is not a user-space data plane", dp.s.backend.Flag())
 	}
-	cfg := userspace.Config{Device: dev, SendESP: dp.sendESP, Logf: dp.log.Logf, MTU: tunnelMTU}
+	cfg := userspace.Config{Device: dev, SendESP: dp.sendESP, SendESPBatch: dp.sendESPBatch, Logf: dp.log.Logf, MTU: tunnelMTU}
 	if dp.ktun != nil {
 		cfg.AddRoute, cfg.DeleteRoute = dp.ktun.AddRoute, dp.ktun.DeleteRoute
 	}
@@ -175,6 +176,17 @@ func (dp *dataPlane) deliverESP(local, remote netip.AddrPort, pkt []byte) {
 	dp.mu.Unlock()
 	if us != nil {
 		us.DeliverESP(local, remote, pkt)
+	}
+}
+
+// deliverESPBatch takes a batch of ESP in UDP from the NAT-T socket
+// (recvmmsg with UDP GRO); the back end writes it to the device at once.
+func (dp *dataPlane) deliverESPBatch(local, remote netip.AddrPort, pkts [][]byte) {
+	dp.mu.Lock()
+	us := dp.us
+	dp.mu.Unlock()
+	if us != nil {
+		us.DeliverESPBatch(local, remote, pkts)
 	}
 }
 

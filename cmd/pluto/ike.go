@@ -100,6 +100,11 @@ func startIKE(s *settings, log *logging.Logger, secrets func() *config.Secrets) 
 		return nil, err
 	}
 	st.kern, st.dp = kern, dp
+	if dp != nil {
+		dp.sendESPBatch = func(local, remote netip.AddrPort, pkts [][]byte) error {
+			return st.socks.SendESPBatch(local, remote, pkts)
+		}
+	}
 	st.eng, err = ike.NewEngine(ike.Options{
 		ForceEncapsulation: dp != nil,
 		Kernel:             kern,
@@ -125,8 +130,9 @@ func startIKE(s *settings, log *logging.Logger, secrets func() *config.Secrets) 
 			// queues for a worker.
 			st.eng.Receive(ike.Packet{Local: local, Remote: remote, Data: msg})
 		},
-		OnESP: st.onESP(),
-		Logf:  log.Logf,
+		OnESP:      st.onESP(),
+		OnESPBatch: st.onESPBatch(),
+		Logf:       log.Logf,
 	})
 	if err != nil {
 		st.eng.Close(context.Background())
@@ -179,6 +185,15 @@ func (st *ikeStack) onESP() func(local, remote netip.AddrPort, pkt []byte) {
 		return nil
 	}
 	return st.dp.deliverESP
+}
+
+// onESPBatch is the batch form of onESP, used where the socket reads in
+// batches (recvmmsg on Linux).
+func (st *ikeStack) onESPBatch() func(local, remote netip.AddrPort, pkts [][]byte) {
+	if st.dp == nil {
+		return nil
+	}
+	return st.dp.deliverESPBatch
 }
 
 func (st *ikeStack) send(p ike.Packet) {
@@ -343,16 +358,16 @@ func saText(st ike.Status) string {
 		if sa.NATUs || sa.NATPeer {
 			nat = fmt.Sprintf("; NAT: us=%v peer=%v", sa.NATUs, sa.NATPeer)
 		}
-		fmt.Fprintf(&b, "%q: IKE SA %s:%s %s %s; %s...%s; %s; %s...%s; age %s%s\n", sa.Conn, sa.SPIi, sa.SPIr, role, sa.State,
-			sa.Local, sa.Remote, sa.Algorithms, sa.LocalID, sa.RemoteID, sa.Age.Round(time.Second), nat)
+		fmt.Fprintf(&b, "%q: IKE SA %s:%s %s %s; %s...%s; %s; %s...%s; age %s, lifetime %s%s\n", sa.Conn, sa.SPIi, sa.SPIr, role, sa.State,
+			sa.Local, sa.Remote, sa.Algorithms, sa.LocalID, sa.RemoteID, sa.Age.Round(time.Second), sa.Lifetime, nat)
 	}
 	for _, c := range st.ChildSAs {
 		encap := ""
 		if c.Encap {
 			encap = " (UDP-encapsulated)"
 		}
-		fmt.Fprintf(&b, "%q: Child SA esp.%08x@in esp.%08x@out %s%s; %s; %s===%s; inBytes=%d outBytes=%d; age %s\n", c.Conn, c.SPIIn, c.SPIOut,
-			c.Mode, encap, c.Algorithms, strings.Join(c.LocalTS, ","), strings.Join(c.RemoteTS, ","), c.BytesIn, c.BytesOut, c.Age.Round(time.Second))
+		fmt.Fprintf(&b, "%q: Child SA esp.%08x@in esp.%08x@out %s%s; %s; %s===%s; inBytes=%d outBytes=%d; age %s, lifetime %s\n", c.Conn, c.SPIIn, c.SPIOut,
+			c.Mode, encap, c.Algorithms, strings.Join(c.LocalTS, ","), strings.Join(c.RemoteTS, ","), c.BytesIn, c.BytesOut, c.Age.Round(time.Second), c.Lifetime)
 	}
 	return b.String()
 }

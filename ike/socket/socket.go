@@ -22,6 +22,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
@@ -43,6 +44,11 @@ type Config struct {
 	NATIKEPort int
 	OnIKE      func(local, remote netip.AddrPort, msg []byte)
 	OnESP      func(local, remote netip.AddrPort, pkt []byte) // nil: ESP is counted and dropped
+	// OnESPBatch, when set, takes ESP instead of OnESP: the NAT-T socket's
+	// reader (Linux: recvmmsg and UDP GRO) hands over the ESP packets of
+	// each read that came from one remote to one local address together,
+	// in the order they arrived. The packets are reused after it returns.
+	OnESPBatch func(local, remote netip.AddrPort, pkts [][]byte)
 	Logf       func(format string, args ...any)
 }
 
@@ -67,6 +73,8 @@ type sock struct {
 	local    netip.AddrPort // bound address; unspecified address for wildcard
 	wildcard bool
 	natt     bool
+	noGSO    atomic.Bool     // UDP GSO failed once on this socket: send one by one
+	rc       syscall.RawConn // NAT-T sockets with batched I/O (Linux)
 }
 
 // Open binds the sockets and starts reading. The ports must be free.
@@ -96,8 +104,7 @@ func Open(cfg Config) (*Sockets, error) {
 	}
 	for _, so := range s.socks {
 		cfg.Logf("listening for IKE messages on %s%s", so.local, map[bool]string{true: " (NAT-T)"}[so.natt])
-		s.wg.Add(1)
-		go s.read(so)
+		s.startReader(so)
 	}
 	return s, nil
 }
@@ -163,6 +170,10 @@ func (s *Sockets) read(so *sock) {
 		case pkt[0] == 0 && pkt[1] == 0 && pkt[2] == 0 && pkt[3] == 0:
 			s.ikeIn.Add(1)
 			s.cfg.OnIKE(local, remote, pkt[4:])
+		case s.cfg.OnESPBatch != nil:
+			s.espIn.Add(1)
+			one := [][]byte{pkt}
+			s.cfg.OnESPBatch(local, remote, one)
 		case s.cfg.OnESP == nil:
 			s.noESP.Add(1)
 		default:
@@ -237,6 +248,37 @@ func (s *Sockets) SendESP(local, remote netip.AddrPort, pkt []byte) error {
 		return fmt.Errorf("no NAT-T socket bound to %s", local)
 	}
 	return so.send(local.Addr(), remote, pkt)
+}
+
+// SendESPBatch transmits ESP-in-UDP packets, in order, from the NAT-T
+// socket of local to remote: on Linux, runs of packets of one size go out
+// in one system call with UDP GSO (UDP_SEGMENT), which is what a batch of
+// segments of one TCP super-packet becomes. The packets are not kept.
+func (s *Sockets) SendESPBatch(local, remote netip.AddrPort, pkts [][]byte) error {
+	so := s.find(local)
+	if so == nil || !so.natt {
+		s.sendErr.Add(uint64(len(pkts)))
+		return fmt.Errorf("no NAT-T socket bound to %s", local)
+	}
+	if len(pkts) == 0 {
+		return nil
+	}
+	sent, err := so.sendBatch(local.Addr(), remote, pkts)
+	if err != nil {
+		s.sendErr.Add(uint64(len(pkts) - sent))
+		return fmt.Errorf("sending ESP to %s from %s: %v", remote, local, err)
+	}
+	return nil
+}
+
+// sendEach sends pkts one by one.
+func (so *sock) sendEach(src netip.Addr, dst netip.AddrPort, pkts [][]byte) (int, error) {
+	for i, p := range pkts {
+		if err := so.send(src, dst, p); err != nil {
+			return i, err
+		}
+	}
+	return len(pkts), nil
 }
 
 func (so *sock) send(src netip.Addr, dst netip.AddrPort, b []byte) error {

@@ -8,9 +8,11 @@
 //
 // Outbound (device → network), one goroutine, outbound.go: Read a batch of
 // packets from the device into fixed buffers, each packet at offset
-// headroom; for each, SPD.Lookup; Protect: Seal in place (the ESP header
-// goes into the headroom, so nothing is copied) and SendESP from the SA's
-// outer addresses and encapsulation ports; Acquire: raise kernel.Acquire
+// headroom; for each, SPD.Lookup; Protect: runs of packets of one SA get
+// consecutive sequence numbers (esp.SA.ReserveSeq), are sealed in place
+// (SealSeq: the ESP header goes into the headroom, so nothing is copied)
+// and go to Config.SendESPBatch (UDP GSO) or SendESP from the SA's outer
+// addresses and encapsulation ports; Acquire: raise kernel.Acquire
 // at most once per policy per AcquireInterval and drop; Bypass, Block, no
 // policy: drop and count (a TUN has no clear path out).
 //
@@ -18,7 +20,10 @@
 // socket's reading goroutine, opens the datagram with the SA its SPI names
 // (SADB.Open: replay, ICV, the RFC 4301 §5.2 selector check) into a pooled
 // buffer and writes the inner packet to the device before it returns, so
-// packets reach the device in the order they arrived. Config.InboundWorkers
+// packets reach the device in the order they arrived. DeliverESPBatch
+// (the NAT-T socket's OnESPBatch: recvmmsg and UDP GRO) does the same for
+// a batch and writes it to the device in one call, which a kernel TUN
+// coalesces (GRO). Config.InboundWorkers
 // turns on a pipeline instead (queue, open worker, batching writer).
 //
 // # Locking
@@ -60,6 +65,13 @@ type Config struct {
 	// It is called on the Backend's reader goroutine and must not keep
 	// pkt after it returns.
 	SendESP func(local, remote netip.AddrPort, pkt []byte) error
+
+	// SendESPBatch, when set, is used instead of SendESP: it sends the
+	// ESP packets of one SA, in order, from local to remote; the daemon
+	// wires it to (*socket.Sockets).SendESPBatch (UDP GSO). Same rules
+	// as SendESP: called on the Backend's reader goroutine, must not keep
+	// pkts or the packets after it returns.
+	SendESPBatch func(local, remote netip.AddrPort, pkts [][]byte) error
 
 	// Logf logs; nil is silent.
 	Logf func(format string, args ...any)
@@ -140,18 +152,19 @@ type Backend struct {
 
 	st counters
 
-	inPool   sync.Pool
-	serialIn bool
-	inMu     sync.RWMutex // DeliverESP holds it shared while it queues; Close takes it to close the queues
-	inClosed bool
-	inWork   chan *inElem
-	inOrder  chan *inElem
-	inWG     sync.WaitGroup
-	closing  atomic.Bool
-	stop     chan struct{}
-	wg       sync.WaitGroup
-	closeMu  sync.Mutex
-	closed   bool
+	inPool    sync.Pool
+	inBatches chan *inBatch // DeliverESPBatch's spare state
+	serialIn  bool
+	inMu      sync.RWMutex // DeliverESP holds it shared while it queues; Close takes it to close the queues
+	inClosed  bool
+	inWork    chan *inElem
+	inOrder   chan *inElem
+	inWG      sync.WaitGroup
+	closing   atomic.Bool
+	stop      chan struct{}
+	wg        sync.WaitGroup
+	closeMu   sync.Mutex
+	closed    bool
 }
 
 type saEntry struct {
@@ -241,6 +254,7 @@ func New(cfg Config) (*Backend, error) {
 	empty := map[*esp.SA]*saEntry{}
 	b.outSAs.Store(&empty)
 	b.inPool.New = func() any { return newInElem() }
+	b.inBatches = make(chan *inBatch, 2)
 	workers := cfg.InboundWorkers
 	if workers <= 0 {
 		b.serialIn = true

@@ -32,7 +32,9 @@ var (
 )
 
 // newPair builds two back ends, each on its own netstack, joined by
-// in-process links, with one Child SA (AES-GCM-128) between them.
+// in-process links, with one Child SA (AES-GCM-128) between them. workers
+// is Config.InboundWorkers; -1 means serial with the batch APIs
+// (SendESPBatch, DeliverESPBatch).
 func newPair(t *testing.T, workers int) *pair {
 	t.Helper()
 	p := &pair{
@@ -48,10 +50,16 @@ func newPair(t *testing.T, workers int) *pair {
 		t.Fatal(err)
 	}
 	p.ab, p.ba = newLink(), newLink()
-	if p.a, err = New(Config{Device: devA, SendESP: p.ab.send, Logf: t.Logf, InboundWorkers: workers}); err != nil {
+	cfgA := Config{Device: devA, SendESP: p.ab.send, Logf: t.Logf, InboundWorkers: workers}
+	cfgB := Config{Device: devB, SendESP: p.ba.send, Logf: t.Logf, InboundWorkers: workers}
+	if workers < 0 {
+		cfgA.SendESPBatch, cfgB.SendESPBatch = p.ab.sendBatch, p.ba.sendBatch
+		p.ab.batch, p.ba.batch = true, true
+	}
+	if p.a, err = New(cfgA); err != nil {
 		t.Fatal(err)
 	}
-	if p.b, err = New(Config{Device: devB, SendESP: p.ba.send, Logf: t.Logf, InboundWorkers: workers}); err != nil {
+	if p.b, err = New(cfgB); err != nil {
 		t.Fatal(err)
 	}
 	p.ab.to.Store(p.b)
@@ -83,6 +91,7 @@ func query(t *testing.T, b *Backend, id kernel.SAID) kernel.SAStats {
 func TestTCPThroughTunnel(t *testing.T) {
 	t.Run("serial", func(t *testing.T) { testTCPThroughTunnel(t, 0) })
 	t.Run("pipelined", func(t *testing.T) { testTCPThroughTunnel(t, 1) })
+	t.Run("batched", func(t *testing.T) { testTCPThroughTunnel(t, -1) })
 }
 
 func testTCPThroughTunnel(t *testing.T, workers int) {

@@ -143,6 +143,7 @@ type link struct {
 	to     atomic.Pointer[Backend]
 	n      atomic.Uint64
 	tamper atomic.Pointer[func(n uint64, l, r netip.AddrPort, pkt []byte) bool] // true: handled
+	batch  bool                                                                 // deliver with DeliverESPBatch (untampered packets only)
 	done   chan struct{}
 }
 
@@ -160,7 +161,34 @@ func newLink() *link {
 			if f := l.tamper.Load(); f != nil && (*f)(n, p.l, p.r, p.p) {
 				continue
 			}
-			l.to.Load().DeliverESP(p.r, p.l, p.p)
+			if !l.batch {
+				l.to.Load().DeliverESP(p.r, p.l, p.p)
+				continue
+			}
+			// Batched: hand over what is queued, as the NAT-T socket's
+			// reader does; a tampered packet ends the batch.
+			batch := [][]byte{p.p}
+		more:
+			for len(batch) < 32 {
+				select {
+				case q, ok := <-l.q:
+					if !ok {
+						break more
+					}
+					n := l.n.Add(1)
+					if f := l.tamper.Load(); f != nil {
+						l.to.Load().DeliverESPBatch(p.r, p.l, batch)
+						batch = batch[:0]
+						if (*f)(n, q.l, q.r, q.p) {
+							break more
+						}
+					}
+					batch = append(batch, q.p)
+				default:
+					break more
+				}
+			}
+			l.to.Load().DeliverESPBatch(p.r, p.l, batch)
 		}
 	}()
 	return l
@@ -168,6 +196,13 @@ func newLink() *link {
 
 func (l *link) send(local, remote netip.AddrPort, pkt []byte) error {
 	l.q <- linkPkt{local, remote, append([]byte(nil), pkt...)}
+	return nil
+}
+
+func (l *link) sendBatch(local, remote netip.AddrPort, pkts [][]byte) error {
+	for _, p := range pkts {
+		l.q <- linkPkt{local, remote, append([]byte(nil), p...)}
+	}
 	return nil
 }
 

@@ -163,3 +163,77 @@ func (b *Backend) deliverSerial(pkt []byte) {
 	el.bufs[0] = nil
 	b.inPool.Put(el)
 }
+
+// inBatchLen is the most packets DeliverESPBatch opens before it writes
+// them to the device in one call.
+const inBatchLen = 64
+
+// groBufLen is the size of DeliverESPBatch's buffers: a kernel TUN with
+// offloads coalesces the packets of one TCP flow into the first one's
+// buffer (GRO) before it writes, up to 64 KiB.
+const groBufLen = headroom + 65535 + esp.ScratchLen
+
+// inBatch is DeliverESPBatch's state: buffers that can take a coalesced
+// packet. A few are kept (one per socket reader is what is used); more
+// callers at once allocate and drop the extras.
+type inBatch struct {
+	bufs [inBatchLen][]byte
+	outs [][]byte
+}
+
+func (b *Backend) getInBatch() *inBatch {
+	select {
+	case ib := <-b.inBatches:
+		return ib
+	default:
+	}
+	ib := &inBatch{outs: make([][]byte, 0, inBatchLen)}
+	for i := range ib.bufs {
+		ib.bufs[i] = make([]byte, groBufLen)
+	}
+	return ib
+}
+
+func (b *Backend) putInBatch(ib *inBatch) {
+	select {
+	case b.inBatches <- ib:
+	default:
+	}
+}
+
+// DeliverESPBatch is DeliverESP for several ESP packets that arrived from
+// remote on local, in arrival order: the daemon wires the NAT-T socket's
+// OnESPBatch (recvmmsg, UDP GRO) to it. It opens them and writes the inner
+// packets to the device in one call, which a kernel TUN with offloads
+// coalesces (GRO) into few writes. pkts are not kept after return. It may
+// be called from several goroutines.
+func (b *Backend) DeliverESPBatch(local, remote netip.AddrPort, pkts [][]byte) {
+	if !b.serialIn {
+		for _, p := range pkts {
+			b.DeliverESP(local, remote, p)
+		}
+		return
+	}
+	if b.closing.Load() || len(pkts) == 0 {
+		return
+	}
+	ib := b.getInBatch()
+	for len(pkts) > 0 {
+		n := min(len(pkts), inBatchLen)
+		for i, p := range pkts[:n] {
+			out, _, err := b.sadb.Open(ib.bufs[i][:headroom], p)
+			if err != nil {
+				b.st.inDrops.Add(1)
+				continue
+			}
+			ib.outs = append(ib.outs, out)
+		}
+		if len(ib.outs) > 0 {
+			b.writeDevice(ib.outs)
+		}
+		clear(ib.outs)
+		ib.outs = ib.outs[:0]
+		pkts = pkts[n:]
+	}
+	b.putInBatch(ib)
+}

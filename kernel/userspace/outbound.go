@@ -1,12 +1,16 @@
 package userspace
 
-// The outbound path: one goroutine reads the device in batches and seals
-// and sends each packet before reading the next batch. Sealing and sending
-// on one goroutine keeps every SA's sequence numbers in order on the wire
-// (esp.SA.Seal assigns the number as it is called, so sealing one SA's
-// packets on several goroutines would reorder them past a small replay
-// window); the buffers are allocated once, so a packet costs no
-// allocation.
+// The outbound path: one goroutine reads the device in batches (a kernel
+// TUN with offloads hands over a TCP super-packet split into its segments,
+// up to BatchSize at once), looks up each packet's policy, and for each
+// run of consecutive packets of one SA reserves that many sequence numbers
+// at once (esp.SA.ReserveSeq), seals the packets in place with their
+// numbers (esp.SA.SealSeq; the ESP header goes into the headroom in front
+// of each packet, so nothing is copied) and hands the run to
+// Config.SendESPBatch (sendmsg with UDP GSO), or to SendESP one by one.
+// The numbers follow the order the packets go out on the wire, so the
+// peer's replay window sees them in order. The buffers are allocated once,
+// so a packet costs no allocation.
 
 import (
 	"errors"
@@ -19,6 +23,18 @@ import (
 	"goswan/tun"
 )
 
+// outBatch is the reader's state: the read buffers and the run being
+// gathered.
+type outBatch struct {
+	bufs  [][]byte
+	sizes []int
+	run   []int    // indices into bufs of the packets of runSA
+	pkts  [][]byte // the sealed packets of the run, for SendESPBatch
+	psz   []int    // their inner sizes
+	runSA *esp.SA
+	runE  *saEntry
+}
+
 func (b *Backend) readLoop() {
 	defer b.wg.Done()
 	bs := b.dev.BatchSize()
@@ -26,16 +42,16 @@ func (b *Backend) readLoop() {
 		bs = 1
 	}
 	bufSize := headroom + b.mtu + tailroom
-	bufs := make([][]byte, bs)
-	for i := range bufs {
-		bufs[i] = make([]byte, bufSize)
+	ob := &outBatch{bufs: make([][]byte, bs), sizes: make([]int, bs), run: make([]int, 0, bs), pkts: make([][]byte, 0, bs), psz: make([]int, 0, bs)}
+	for i := range ob.bufs {
+		ob.bufs[i] = make([]byte, bufSize)
 	}
-	sizes := make([]int, bs)
 	for {
-		n, err := b.dev.Read(bufs, sizes, headroom)
+		n, err := b.dev.Read(ob.bufs, ob.sizes, headroom)
 		for i := 0; i < n; i++ {
-			b.sendOne(bufs[i], sizes[i])
+			b.classify(ob, i)
 		}
+		b.flushRun(ob)
 		if err != nil {
 			if b.closing.Load() || errors.Is(err, os.ErrClosed) {
 				return
@@ -55,34 +71,92 @@ func (b *Backend) readLoop() {
 	}
 }
 
-// sendOne handles the packet at buf[headroom:headroom+size].
-func (b *Backend) sendOne(buf []byte, size int) {
-	pkt := buf[headroom : headroom+size]
+// classify looks up packet i's policy: a Protect packet joins the run (a
+// new SA flushes the run first); the rest is handled at once.
+func (b *Backend) classify(ob *outBatch, i int) {
+	size := ob.sizes[i]
+	pkt := ob.bufs[i][headroom : headroom+size]
 	r := b.spd.Lookup(pkt)
-	switch r.Action {
-	case esp.ActionProtect:
+	if r.Action != esp.ActionProtect {
+		b.notProtected(&r)
+		return
+	}
+	if r.SA != ob.runSA {
+		b.flushRun(ob)
 		e := (*b.outSAs.Load())[r.SA]
 		if e == nil { // deleted between the lookup and now
 			b.st.outNoSA.Add(1)
 			return
 		}
-		hl := r.SA.HeaderLen()
+		ob.runSA, ob.runE = r.SA, e
+	}
+	ob.run = append(ob.run, i)
+}
+
+// flushRun seals the run with consecutive sequence numbers and sends it.
+func (b *Backend) flushRun(ob *outBatch) {
+	sa, e := ob.runSA, ob.runE
+	if len(ob.run) == 0 {
+		ob.runSA, ob.runE = nil, nil
+		return
+	}
+	defer func() {
+		ob.run = ob.run[:0]
+		clear(ob.pkts)
+		ob.pkts = ob.pkts[:0]
+		ob.psz = ob.psz[:0]
+		ob.runSA, ob.runE = nil, nil
+	}()
+	first, err := sa.ReserveSeq(len(ob.run))
+	if err != nil {
+		b.st.outSealDrops.Add(uint64(len(ob.run)))
+		return
+	}
+	hl := sa.HeaderLen()
+	var octets uint64
+	for k, i := range ob.run {
+		buf, size := ob.bufs[i], ob.sizes[i]
 		// Seal in place: the ESP header and IV go into the headroom right
 		// in front of the packet, which Seal then finds already in place.
-		out, err := r.SA.Seal(buf[:headroom-hl], pkt)
+		out, err := sa.SealSeq(buf[:headroom-hl], buf[headroom:headroom+size], first+uint64(k))
 		if err != nil {
 			b.st.outSealDrops.Add(1)
-			return
+			continue
 		}
-		a := e.addrs.Load()
-		if err := b.cfg.SendESP(a.local, a.remote, out[headroom-hl:]); err != nil {
+		ob.pkts = append(ob.pkts, out[headroom-hl:])
+		ob.psz = append(ob.psz, size)
+		octets += uint64(size)
+	}
+	if len(ob.pkts) == 0 {
+		return
+	}
+	a := e.addrs.Load()
+	if b.cfg.SendESPBatch != nil {
+		if err := b.cfg.SendESPBatch(a.local, a.remote, ob.pkts); err != nil {
 			if b.st.sendErrors.Add(1) == 1 {
 				b.logf("userspace: send ESP %v -> %v: %v (further errors are only counted)", a.local, a.remote, err)
 			}
 			return
 		}
+		b.st.outPackets.Add(uint64(len(ob.pkts)))
+		b.st.outBytes.Add(octets)
+		return
+	}
+	for k, p := range ob.pkts {
+		if err := b.cfg.SendESP(a.local, a.remote, p); err != nil {
+			if b.st.sendErrors.Add(1) == 1 {
+				b.logf("userspace: send ESP %v -> %v: %v (further errors are only counted)", a.local, a.remote, err)
+			}
+			continue
+		}
 		b.st.outPackets.Add(1)
-		b.st.outBytes.Add(uint64(size))
+		b.st.outBytes.Add(uint64(ob.psz[k]))
+	}
+}
+
+// notProtected handles a packet that no SA protects.
+func (b *Backend) notProtected(r *esp.Result) {
+	switch r.Action {
 	case esp.ActionAcquire:
 		b.st.outAcquire.Add(1)
 		b.acquire(r.Policy, r.Selector)
