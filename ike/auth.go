@@ -125,7 +125,12 @@ func (w *worker) sendAuth(sa *ikeSA) {
 	if !sa.remoteID.any && sa.remoteID.typ != message.IDNull {
 		ps = append(ps, sa.remoteID.payload(true))
 	}
-	ps = append(ps, &message.Notify{NotifyType: message.InitialContact}, auth)
+	if e.firstContact(c) {
+		// RFC 7296 §2.4: our first IKE SA with this peer; it may drop
+		// whatever it kept from an earlier life of ours.
+		ps = append(ps, &message.Notify{NotifyType: message.InitialContact})
+	}
+	ps = append(ps, auth)
 	if child.transport {
 		ps = append(ps, &message.Notify{NotifyType: message.UseTransportMode})
 	}
@@ -152,9 +157,10 @@ func (w *worker) authRequest(sa *ikeSA, p Packet, m *message.Message, inner []me
 		return
 	}
 	var (
-		idi  *message.Identification
-		auth *message.Auth
-		cr   childRequest
+		idi     *message.Identification
+		auth    *message.Auth
+		cr      childRequest
+		contact bool
 	)
 	for _, pl := range inner {
 		switch x := pl.(type) {
@@ -173,8 +179,11 @@ func (w *worker) authRequest(sa *ikeSA, p Packet, m *message.Message, inner []me
 				cr.tsi = x
 			}
 		case *message.Notify:
-			if x.NotifyType == message.UseTransportMode {
+			switch x.NotifyType {
+			case message.UseTransportMode:
 				cr.transport = true
+			case message.InitialContact:
+				contact = true
 			}
 		}
 	}
@@ -213,9 +222,17 @@ func (w *worker) authRequest(sa *ikeSA, p Packet, m *message.Message, inner []me
 	}
 	now := e.now()
 	sa.state = stateEstablished
+	e.halfOpenCount.Add(-1)
 	sa.established = now
 	sa.halfOpenExpires = now
 	e.ctr.ikeEstablished.Add(1)
+	w.scheduleIKE(sa, false)
+	if contact {
+		w.initialContact(sa)
+	}
+	if e.o.UniqueIDs {
+		w.uniqueIDs(sa)
+	}
 	ps := make([]message.Payload, 0, 8)
 	ps = append(ps, idr, ourAuth)
 	ps = w.respondChild(sa, &cr, ps)
@@ -292,10 +309,7 @@ func (w *worker) respondChild(sa *ikeSA, cr *childRequest, ps []message.Payload)
 	if !ok {
 		return fail(message.NoProposalChosen, "no ESP proposal matches our esp=%s", proposal.FormatESP(c.esp))
 	}
-	remoteTS := c.remoteTS
-	if len(remoteTS) == 0 {
-		remoteTS = hostTS(sa.remote.Addr(), c.remote)
-	}
+	remoteTS := w.peerTS(sa, cr.tsi.Selectors)
 	tsi, ok1 := narrowTS(remoteTS, cr.tsi.Selectors, c.narrowing)
 	tsr, ok2 := narrowTS(c.localTS, cr.tsr.Selectors, c.narrowing)
 	if !ok1 || !ok2 {
@@ -303,6 +317,7 @@ func (w *worker) respondChild(sa *ikeSA, cr *childRequest, ps []message.Payload)
 			tsString(cr.tsi.Selectors), tsString(cr.tsr.Selectors), tsString(remoteTS), tsString(c.localTS))
 	}
 	child := &childSA{reqid: e.newReqID(), outSPI: peerSPI, transport: c.transport, localTS: tsr, remoteTS: tsi, choice: choice, created: e.now()}
+	w.scheduleChild(sa, child, false)
 	spi, err := e.o.Kernel.GetSPI(bg, sa.remote.Addr().Unmap(), sa.local.Addr().Unmap(), kernel.ESP, child.reqid)
 	if err != nil {
 		return fail(message.TemporaryFailure, "cannot get an SPI from the kernel: %v", err)
@@ -424,6 +439,10 @@ func (w *worker) authResponse(sa *ikeSA, m *message.Message, inner []message.Pay
 	sa.established = now
 	sa.ourInit, sa.peerInit = nil, nil
 	e.ctr.ikeEstablished.Add(1)
+	w.scheduleIKE(sa, true)
+	if e.o.UniqueIDs {
+		w.uniqueIDs(sa)
+	}
 	w.report(sa, "established IKE SA %s with %v (peer ID %s, %s%s)", sa, sa.remote, peer, sa.choice, natWords(sa))
 
 	child := sa.pending
@@ -484,6 +503,7 @@ func (w *worker) authResponse(sa *ikeSA, m *message.Message, inner []message.Pay
 		return
 	}
 	child.localTS, child.remoteTS = addrRanges(tsi.Selectors), addrRanges(tsr.Selectors)
+	w.scheduleChild(sa, child, true)
 	keys, err := crypto.DeriveChildKeys(sa.prf, sa.keys.SKd, choice.suite, nil, sa.ni, sa.nr)
 	if err != nil {
 		childFail(err, true)

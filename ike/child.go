@@ -1,9 +1,11 @@
 package ike
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -26,6 +28,24 @@ type childSA struct {
 	policies          []kernel.Policy
 	created           time.Time
 	offer             []message.Proposal // initiator: the SA payload sent
+
+	// outInstalled: the outbound SA is in the kernel. A Child SA made
+	// by the peer's rekey keeps its outbound SA in pendingOut (keys
+	// included) until the peer deletes the SA it replaces, so that we
+	// never send with an SA the peer cannot open yet (deferOut).
+	outInstalled bool
+	deferOut     bool
+	pendingOut   *kernel.SA
+
+	// Lifetimes (rekey.go): rekeyAt (zero: never), expireAt (zero:
+	// never); softLife is the kernel's soft limit.
+	rekeyAt, expireAt time.Time
+	softLife          time.Duration
+	rekey             *childRekey     // our CREATE_CHILD_SA rekeying this Child SA is out
+	collision         *childCollision // the peer's rekey of it, answered while ours was out
+	replaced          bool            // a newer Child SA took over
+	successor         *childSA        // that one, when its outbound SA waits for our Delete of this one
+	lingerUntil       time.Time       // a replaced Child SA goes by then, Delete or not
 }
 
 // tsContains reports whether a covers all of b.
@@ -241,8 +261,8 @@ func (w *worker) installChild(sa *ikeSA, c *childSA, keys *crypto.ChildKeys) err
 	if cfg.IPsecLifetime > 0 {
 		life.Hard.Time = cfg.IPsecLifetime
 		life.Soft.Time = cfg.IPsecLifetime
-		if m := cfg.RekeyMargin; m > 0 && m < cfg.IPsecLifetime {
-			life.Soft.Time = cfg.IPsecLifetime - m
+		if c.softLife > 0 && c.softLife < cfg.IPsecLifetime {
+			life.Soft.Time = c.softLife
 		}
 	}
 	outEncr, outInteg, inEncr, inInteg := keys.EncrI, keys.IntegI, keys.EncrR, keys.IntegR
@@ -274,11 +294,18 @@ func (w *worker) installChild(sa *ikeSA, c *childSA, keys *crypto.ChildKeys) err
 		return fmt.Errorf("adding inbound SA %v: %w", in.ID(), err)
 	}
 	c.inID = in.ID()
-	if err := k.AddSA(bg, out); err != nil {
-		k.DeleteSA(bg, c.inID)
-		return fmt.Errorf("adding outbound SA %v: %w", out.ID(), err)
-	}
 	c.outID = out.ID()
+	if c.deferOut {
+		out.EncrKey, out.IntegKey = bytes.Clone(out.EncrKey), bytes.Clone(out.IntegKey)
+		out.Selectors = slices.Clone(out.Selectors)
+		c.pendingOut = out
+	} else {
+		if err := k.AddSA(bg, out); err != nil {
+			k.DeleteSA(bg, c.inID)
+			return fmt.Errorf("adding outbound SA %v: %w", out.ID(), err)
+		}
+		c.outInstalled = true
+	}
 	c.installed = true
 	for i, s := range outSel {
 		prio := policyPriority(s)
@@ -319,27 +346,90 @@ func (w *worker) removeChild(sa *ikeSA, c *childSA) {
 			w.e.log.Warnf("%s: removing %s: %v", sa.conn.name, what, err)
 		}
 	}
-	for i := range c.policies {
-		warn("policy", w.e.deletePolicy(&c.policies[i]))
+	if !sharesPolicies(sa, c) {
+		for i := range c.policies {
+			warn("policy", w.e.deletePolicy(&c.policies[i]))
+		}
 	}
 	c.policies = nil
+	w.wipePendingOut(c)
 	if c.installed {
-		warn("outbound SA", k.DeleteSA(bg, c.outID))
+		if c.outInstalled {
+			warn("outbound SA", k.DeleteSA(bg, c.outID))
+			c.outInstalled = false
+		}
 		warn("inbound SA", k.DeleteSA(bg, c.inID))
 		c.installed = false
 		c.inSPI = 0
 	} else {
 		w.releaseSPI(sa, c)
 	}
+	if r := c.rekey; r != nil {
+		c.rekey = nil
+		w.releaseSPI(sa, r.child)
+	}
 }
 
-// dropChild removes c from sa and the kernel.
-func (w *worker) dropChild(sa *ikeSA, c *childSA) {
-	for i, x := range sa.children {
-		if x == c {
-			sa.children = append(sa.children[:i], sa.children[i+1:]...)
-			break
+// removeChildren removes every Child SA of sa, one by one, so that the
+// last of those sharing a reqid (a rekeyed one and its successor) takes
+// their policies with it.
+func (w *worker) removeChildren(sa *ikeSA) {
+	for len(sa.children) > 0 {
+		c := sa.children[len(sa.children)-1]
+		sa.children = sa.children[:len(sa.children)-1]
+		w.removeChild(sa, c)
+	}
+}
+
+func (w *worker) wipePendingOut(c *childSA) {
+	if p := c.pendingOut; p != nil {
+		clear(p.EncrKey)
+		clear(p.IntegKey)
+		c.pendingOut = nil
+	}
+}
+
+// activateOut installs the outbound SA that c kept back: the peer now
+// sends with c (it deleted the SA that c replaces), so it can open what
+// we send with it.
+func (w *worker) activateOut(sa *ikeSA, c *childSA) {
+	p := c.pendingOut
+	if p == nil || !c.installed {
+		return
+	}
+	c.pendingOut = nil
+	if err := w.e.o.Kernel.AddSA(bg, p); err != nil {
+		w.e.log.Warnf("%s: adding outbound SA %v: %v", sa.conn.name, p.ID(), err)
+	} else {
+		c.outInstalled = true
+		c.outID = p.ID()
+	}
+	clear(p.EncrKey)
+	clear(p.IntegKey)
+}
+
+// sharesPolicies reports whether another Child SA of sa has c's reqid,
+// and with it c's policies.
+func sharesPolicies(sa *ikeSA, c *childSA) bool {
+	for _, o := range sa.children {
+		if o != c && o.reqid == c.reqid && len(o.policies) > 0 {
+			return true
 		}
+	}
+	return false
+}
+
+// dropChild removes c from sa and the kernel. The Child SA that replaced
+// c gets its outbound SA first.
+func (w *worker) dropChild(sa *ikeSA, c *childSA) {
+	i := slices.Index(sa.children, c)
+	if i < 0 {
+		return
+	}
+	sa.children = slices.Delete(sa.children, i, i+1)
+	if s := c.successor; s != nil {
+		c.successor = nil
+		w.activateOut(sa, s)
 	}
 	w.removeChild(sa, c)
 }
@@ -397,6 +487,14 @@ func (e *Engine) deletePolicy(p *kernel.Policy) error {
 	defer e.policyMu.Unlock()
 	k := keyOf(p)
 	if owner, ok := e.policyOwner[k]; ok && owner != p.Template.ReqID {
+		return nil
+	}
+	if t, ok := e.traps[k]; ok {
+		// A standing policy of the conn takes the place back.
+		if err := e.o.Kernel.AddPolicy(bg, &t); err != nil {
+			return err
+		}
+		e.policyOwner[k] = t.Template.ReqID
 		return nil
 	}
 	delete(e.policyOwner, k)

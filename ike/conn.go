@@ -12,6 +12,7 @@ import (
 
 	"goswan/config"
 	"goswan/ike/message"
+	"goswan/kernel"
 	"goswan/proposal"
 )
 
@@ -57,6 +58,12 @@ type conn struct {
 	fragmentation bool
 	narrowing     bool
 	esn           []uint16 // ESN transform IDs to offer or accept, preferred first
+	// shunt is the policy action of a conn without IKE (type=passthrough:
+	// Bypass, drop and reject: Block); 0 for IKE conns.
+	shunt     kernel.PolicyAction
+	noIKE     bool
+	ondemand  bool   // auto=ondemand: trap policies from AddConn on
+	trapReqID uint32 // the reqid of its traps
 
 	retransmitInterval time.Duration
 	retransmitTimeout  time.Duration
@@ -92,6 +99,25 @@ func (e *Engine) AddConn(c *config.Conn) error {
 	e.connsMu.Unlock()
 	if replaced {
 		e.each(func(w *worker) { w.deleteConnSAs(nc.name, nc, "conn replaced", nil) })
+		e.removeTraps(nc.name)
+	}
+	if nc.noIKE || nc.ondemand {
+		action := nc.shunt
+		if !nc.noIKE {
+			action = kernel.Protect
+		}
+		ps, err := e.trapPolicies(nc, action)
+		if err == nil {
+			err = e.installTraps(nc.name, ps)
+		}
+		if err != nil {
+			e.removeTraps(nc.name)
+			return fmt.Errorf("%s: %v", where(c), err)
+		}
+	}
+	if nc.noIKE {
+		e.log.Logf("added %s connection %q", c.Type, nc.name)
+		return nil
 	}
 	e.log.Logf("added IKEv2 connection %q", nc.name)
 	return nil
@@ -111,6 +137,7 @@ func (e *Engine) DeleteConn(name string) error {
 	e.conns.Store(&next)
 	e.connsMu.Unlock()
 	e.each(func(w *worker) { w.deleteConnSAs(name, nil, "conn deleted", nil) })
+	e.removeTraps(name)
 	e.log.Logf("deleted connection %q", name)
 	return nil
 }
@@ -163,8 +190,23 @@ func (e *Engine) newConn(c *config.Conn) (*conn, error) {
 	case "", "tunnel":
 	case "transport":
 		nc.transport = true
+	case "passthrough", "pass":
+		nc.noIKE, nc.shunt = true, kernel.Bypass
+	case "drop", "reject":
+		nc.noIKE, nc.shunt = true, kernel.Block
 	default:
-		return nil, fmt.Errorf("%s: type=%s is not supported by the IKE engine (tunnel or transport)", where(c), c.Type)
+		return nil, fmt.Errorf("%s: type=%s is not supported by the IKE engine (tunnel, transport, passthrough, drop or reject)", where(c), c.Type)
+	}
+	nc.ondemand = c.Auto == "ondemand" || c.Auto == "route"
+	nc.trapReqID = e.newReqID()
+	if nc.noIKE {
+		// No IKE: the policies are all there is.
+		nc.localTS, nc.remoteTS = endTS(local), endTS(remote)
+		if len(nc.localTS) == 0 || len(nc.remoteTS) == 0 {
+			return nil, fmt.Errorf("%s: type=%s needs addresses or subnets on both ends", where(c), c.Type)
+		}
+		nc.ike, nc.esp = proposal.DefaultIKE(), proposal.DefaultESP()
+		return nc, nil
 	}
 	switch c.Encapsulation {
 	case "yes":
@@ -283,6 +325,9 @@ func connAuth(c *config.Conn, local, remote config.End) (authMethod, error) {
 }
 
 func (c *conn) canInitiate() error {
+	if c.noIKE {
+		return fmt.Errorf("%s: type=%s has no IKE to initiate", where(c.cfg), c.cfg.Type)
+	}
 	if !c.local.Addr.IsValid() {
 		return fmt.Errorf("%s: cannot initiate: the local address %q is not known", where(c.cfg), c.local.Host)
 	}
@@ -295,6 +340,9 @@ func (c *conn) canInitiate() error {
 // matchesAddrs reports whether the conn can carry an IKE SA between local
 // and remote.
 func (c *conn) matchesAddrs(local, remote netip.Addr) bool {
+	if c.noIKE {
+		return false
+	}
 	if c.local.Addr.IsValid() && c.local.Addr != local.Unmap() {
 		return false
 	}

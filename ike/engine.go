@@ -33,6 +33,12 @@
 // unanswered. Deleting an IKE SA removes its Child SAs from the kernel at
 // once and keeps the IKE SA as DELETING only until the peer answers.
 //
+// Beyond the first exchanges: CREATE_CHILD_SA rekeys Child SAs and the
+// IKE SA (rekey.go), liveness, NAT-T keep-alives and NAT mapping changes
+// (liveness.go), IKE fragmentation (frag.go), cookies, trap policies and
+// the data plane's events (events.go), INITIAL_CONTACT and uniqueids
+// (peers.go).
+//
 // # Concurrency
 //
 // With Options.Workers == N > 0 there are N worker goroutines, each with a
@@ -67,6 +73,7 @@ import (
 	"time"
 
 	"goswan/config"
+	"goswan/ike/crypto"
 	"goswan/ike/message"
 	"goswan/kernel"
 	"goswan/logging"
@@ -115,16 +122,46 @@ type Options struct {
 	// the user-space data planes speak only ESP in UDP. A conn that asks
 	// for encapsulation=no is then refused.
 	ForceEncapsulation bool
+	// KeepAlive is the NAT-T keep-alive interval (pluto's --keep-alive,
+	// config setup keep-alive=): an IKE SA that found us behind a NAT
+	// sends a one-octet 0xFF datagram (a Packet with Keepalive set) from
+	// the NAT-T port when it sent nothing else for that long. 0 sends
+	// none.
+	KeepAlive time.Duration
+	// DDoSThreshold is the number of half-open IKE SAs above which a
+	// responder asks every new initiator for a COOKIE (RFC 7296 §2.6)
+	// before it keeps any state (pluto's --ddos-ike-threshold). 0 is
+	// DefaultDDoSThreshold; negative never asks.
+	DDoSThreshold int
+	// ForceBusy asks every new initiator for a COOKIE (--ddos-mode busy,
+	// --impair... in Libreswan: "force-busy").
+	ForceBusy bool
+	// UniqueIDs (config setup uniqueids=, Libreswan's default yes): a new
+	// IKE SA of a conn for a peer ID replaces the older ones of that conn
+	// and peer ID, which are deleted with the peer.
+	UniqueIDs bool
+	// VirtualPrivate (config setup virtual-private=) lists the private
+	// networks a peer behind a NAT may claim as its traffic selector
+	// where its conn has no rightsubnet= (the host end is then what the
+	// peer says, within these networks).
+	VirtualPrivate config.VirtualPrivate
 }
+
+// DefaultDDoSThreshold is Libreswan's --ddos-ike-threshold default.
+const DefaultDDoSThreshold = 25000
 
 // Packet is one IKE datagram.
 //
 // Data is the IKE message without the 4-byte non-ESP marker: the socket
 // layer adds the marker to a Packet sent from the NAT-T port (Local.Port()
 // == NATIKEPort) and strips it from one received there.
+//
+// Keepalive marks a NAT-T keep-alive (RFC 3948 §2.3): Data is the single
+// octet 0xFF, sent from the NAT-T port as is, without the non-ESP marker.
 type Packet struct {
 	Local, Remote netip.AddrPort
 	Data          []byte
+	Keepalive     bool
 }
 
 // Progress is one report of an Initiate or Terminate in progress. The last
@@ -158,6 +195,30 @@ type Engine struct {
 	// kernel (not crypto; a few per Child SA).
 	policyMu    sync.Mutex
 	policyOwner map[policyKey]uint32 // reqid of the Child SA a policy serves
+	// traps are the policies a conn keeps while no Child SA serves their
+	// selectors (auto=ondemand traps, dpdaction=hold, type=passthrough
+	// and drop): deletePolicy puts them back. Guarded by policyMu.
+	traps     map[policyKey]kernel.Policy
+	connTraps map[string][]policyKey
+
+	// moved routes the IKE SAs that a rekey made with a peer-chosen SPIi
+	// to the worker of the IKE SA they replace (so that its Child SAs
+	// never change worker). nmoved counts its entries so that Receive
+	// looks only when there are any.
+	moved  sync.Map // [8]byte -> *worker
+	nmoved atomic.Int64
+
+	halfOpenCount atomic.Int64
+	cookies       *crypto.CookieJar
+	cookieRotated atomic.Int64 // unix nanoseconds of the last rotation
+
+	peers peerTable
+
+	acqMu     sync.Mutex
+	acquiring map[string]bool // conns being initiated for an acquire
+
+	// fragSize overrides the fragment size (tests).
+	fragSize int
 }
 
 // NewEngine checks o and starts the workers.
@@ -186,7 +247,15 @@ func NewEngine(o Options) (*Engine, error) {
 	if o.HalfOpenTimeout <= 0 {
 		o.HalfOpenTimeout = DefaultHalfOpenTimeout
 	}
-	e := &Engine{o: o, log: o.Log, policyOwner: map[policyKey]uint32{}}
+	if o.DDoSThreshold == 0 {
+		o.DDoSThreshold = DefaultDDoSThreshold
+	}
+	jar, err := crypto.NewCookieJar(o.Rand)
+	if err != nil {
+		return nil, err
+	}
+	e := &Engine{o: o, log: o.Log, policyOwner: map[policyKey]uint32{}, traps: map[policyKey]kernel.Policy{},
+		connTraps: map[string][]policyKey{}, cookies: jar, acquiring: map[string]bool{}}
 	e.conns.Store(&[]*conn{})
 	n := max(o.Workers, 1)
 	for i := 0; i < n; i++ {
@@ -215,6 +284,16 @@ func (e *Engine) workerFor(spii [8]byte) *worker {
 	if len(e.workers) == 1 {
 		return e.workers[0]
 	}
+	if e.nmoved.Load() > 0 {
+		if w, ok := e.moved.Load(spii); ok {
+			return w.(*worker)
+		}
+	}
+	return e.homeWorker(spii)
+}
+
+// homeWorker is the worker that spii hashes to.
+func (e *Engine) homeWorker(spii [8]byte) *worker {
 	h := binary.LittleEndian.Uint64(spii[:])
 	h ^= h >> 33
 	h *= 0xff51afd7ed558ccd
@@ -377,11 +456,13 @@ func (e *Engine) Terminate(name string, progress func(Progress)) error {
 }
 
 // Tick fires the timers due at now: retransmissions, the retransmit
-// timeout, half-open expiry and liveness checks.
+// timeout, half-open expiry, liveness checks, NAT-T keep-alives, rekeying
+// and expiry of IKE and Child SAs, and the rotation of the cookie secret.
 func (e *Engine) Tick(now time.Time) {
 	if e.closed.Load() {
 		return
 	}
+	e.rotateCookies(now)
 	for _, w := range e.workers {
 		if w.jobs == nil {
 			w.exec(func(w *worker) { w.tick(now) })
@@ -404,6 +485,7 @@ func (e *Engine) Close(ctx context.Context) {
 		return
 	}
 	e.each(func(w *worker) { w.deleteAll("shutting down") })
+	e.removeAllTraps()
 	e.closeMu.Lock()
 	e.closed.Store(true)
 	if e.o.Workers > 0 {
@@ -477,6 +559,7 @@ const (
 	dropIntegrity
 	dropMessageID
 	dropInvalidInit
+	dropCookie
 	numDropReasons
 )
 
@@ -491,10 +574,11 @@ var dropNames = [numDropReasons]string{
 	dropNoConn:      "no connection for the addresses",
 	dropUnexpected:  "unexpected in the IKE SA's state",
 	dropUnprotected: "protected exchange without SK payload",
-	dropFragment:    "IKE fragments (not supported yet)",
+	dropFragment:    "IKE fragment not acceptable (not negotiated, over the limits or stale)",
 	dropIntegrity:   "SK payload failed its integrity check",
 	dropMessageID:   "message ID out of window",
 	dropInvalidInit: "invalid IKE_SA_INIT request",
+	dropCookie:      "IKE_SA_INIT without a valid COOKIE while busy",
 }
 
 type counters struct {

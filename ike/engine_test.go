@@ -55,7 +55,8 @@ func (n *testNet) send(p Packet) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.n++
-	cp := Packet{Local: p.Local, Remote: p.Remote, Data: bytes.Clone(p.Data)}
+	cp := p
+	cp.Data = bytes.Clone(p.Data)
 	n.sent = append(n.sent, cp)
 	if n.drop != nil && n.drop(n.n, cp) {
 		return
@@ -103,7 +104,7 @@ func (n *testNet) deliver(p Packet) {
 		}
 	}
 	e := n.engines[dst.Addr()]
-	if e == nil {
+	if e == nil || p.Keepalive {
 		return
 	}
 	e.Receive(Packet{Local: dst, Remote: src, Data: p.Data})
@@ -197,30 +198,41 @@ func newBed(t testing.TB, west, east string) *bed {
 
 func newBedAddrs(t testing.TB, westAddr, eastAddr netip.Addr, west, east string) *bed {
 	t.Helper()
+	return newBedWith(t, westAddr, eastAddr, west, east, nil)
+}
+
+// newBedWith is newBedAddrs with a hook that may change each engine's
+// options (name is "west" or "east") before it is made.
+func newBedWith(t testing.TB, westAddr, eastAddr netip.Addr, west, east string, mod func(name string, o *Options)) *bed {
+	t.Helper()
 	b := &bed{t: t, net: &testNet{engines: map[netip.Addr]*Engine{}, dup: map[int]bool{}},
 		clk: &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)},
 		wk:  memory.New(), ek: memory.New(), eastLog: &lineLog{}, westLog: &lineLog{}}
 	b.wSecrets = psk("192.0.2.1 192.0.2.2 : secret-one", "@west @east : fqdn-secret", "@#0102 @east : keyid-secret", "alice@example.com @east : mail-secret")
 	b.eSecrets = b.wSecrets
-	mk := func(addr netip.Addr, k *memory.Backend, sec **config.Secrets, ll *lineLog) *Engine {
+	mk := func(name string, addr netip.Addr, k *memory.Backend, sec **config.Secrets, ll *lineLog) *Engine {
 		lg, err := logging.New(logging.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		lg.AddSink(ll.add)
-		e, err := NewEngine(Options{
+		o := Options{
 			Kernel: k, Secrets: func() *config.Secrets { return *sec }, Log: lg,
 			Send: b.net.send, Now: b.clk.now, VendorID: "goswan-test",
 			IsLocal: func(a netip.Addr) bool { return a == addr },
-		})
+		}
+		if mod != nil {
+			mod(name, &o)
+		}
+		e, err := NewEngine(o)
 		if err != nil {
 			t.Fatal(err)
 		}
 		b.net.engines[addr] = e
 		return e
 	}
-	b.west = mk(westAddr, b.wk, &b.wSecrets, b.westLog)
-	b.east = mk(eastAddr, b.ek, &b.eSecrets, b.eastLog)
+	b.west = mk("west", westAddr, b.wk, &b.wSecrets, b.westLog)
+	b.east = mk("east", eastAddr, b.ek, &b.eSecrets, b.eastLog)
 	if west != "" {
 		if err := b.west.AddConn(parseConn(t, west)); err != nil {
 			t.Fatal(err)
@@ -919,7 +931,7 @@ func TestAddConnErrors(t *testing.T) {
 		{"left=192.0.2.1\nright=peer.example.com\nauthby=secret", "not an IP address"},
 		{"left=192.0.2.1\nright=2001:db8::1\nauthby=secret", "different address families"},
 		{"left=192.0.2.1\nright=192.0.2.2\nauthby=secret\nrightid=\"C=CH, CN=x\"", "certificates"},
-		{"left=192.0.2.1\nright=192.0.2.2\nauthby=secret\ntype=passthrough", "type=passthrough"},
+		{"left=192.0.2.1\nright=192.0.2.2\nauthby=secret\ntype=transport\nleftsubnet=10.0.0.0/24", "type=transport with leftsubnet"},
 	} {
 		err := e.AddConn(parseConn(t, tc.conf))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -22,10 +22,7 @@ func (w *worker) handleRequest(sa *ikeSA, p Packet, m *message.Message, inner []
 		}
 		w.informational(sa, m, inner)
 	case message.CREATE_CHILD_SA:
-		// Rekeying and more Child SAs come later; say so in the
-		// protocol's words (RFC 7296 §1.3: NO_ADDITIONAL_SAS).
-		w.e.log.Logf("%s: CREATE_CHILD_SA from the peer not supported yet: answering NO_ADDITIONAL_SAS", sa.conn.name)
-		w.respond(sa, m.Exchange, m.MessageID, []message.Payload{&message.Notify{NotifyType: message.NoAdditionalSAs}})
+		w.createChildRequest(sa, m, inner)
 	default:
 		w.e.drop(dropUnexpected)
 	}

@@ -23,6 +23,10 @@ const nonceSize = 32
 // (Libreswan's MAXIMUM_INVALID_KE_RETRANS).
 const maxInvalidKE = 3
 
+// maxCookies bounds how often an initiator follows a COOKIE request (a
+// responder may rotate its secret between two of them).
+const maxCookies = 3
+
 // signatureHashAlgorithms is the SIGNATURE_HASH_ALGORITHMS data (RFC 7427
 // §4): SHA2-256, SHA2-384, SHA2-512.
 var signatureHashAlgorithms = []byte{0, 2, 0, 3, 0, 4}
@@ -102,7 +106,7 @@ func (w *worker) initPayloads(sa *ikeSA, response bool, saPayload *message.SA) [
 		&message.Nonce{Data: nonce})
 	src, dst := natHashes(sa.spii, sa.spir, sa.local, sa.remote)
 	ps = append(ps, src, dst)
-	if sa.conn.fragmentation {
+	if (!response && sa.conn.fragmentation) || (response && sa.fragPeer) {
 		ps = append(ps, &message.Notify{NotifyType: message.IKEv2FragmentationSupported})
 	}
 	ps = append(ps, &message.Notify{NotifyType: message.SignatureHashAlgorithms, Data: signatureHashAlgorithms})
@@ -139,6 +143,7 @@ func (w *worker) initiate(c *conn, spii [8]byte, progress func(Progress)) {
 		return
 	}
 	w.sas[spiKey(spii)] = sa
+	e.peerUp(sa)
 	var err error
 	if sa.ni, err = w.newNonce(); err != nil {
 		w.forget(sa, err)
@@ -166,7 +171,7 @@ func (w *worker) sendInit(sa *ikeSA) {
 	}
 	sa.ourInit = b
 	sa.nextMsgID = 1
-	w.transmit(sa, &request{msgid: 0, exchange: message.IKE_SA_INIT, data: b})
+	w.transmit(sa, &request{msgid: 0, exchange: message.IKE_SA_INIT, frags: [][]byte{b}})
 }
 
 // respondInit answers an IKE_SA_INIT request that opens a new IKE SA.
@@ -181,7 +186,8 @@ func (w *worker) respondInit(p Packet) {
 		saP    *message.SA
 		ke     *message.KE
 		nonce  *message.Nonce
-		cookie bool
+		cookie []byte
+		frag   bool
 	)
 	for _, pl := range m.Payloads {
 		switch x := pl.(type) {
@@ -192,14 +198,23 @@ func (w *worker) respondInit(p Packet) {
 		case *message.Nonce:
 			nonce = x
 		case *message.Notify:
-			if x.NotifyType == message.Cookie {
-				cookie = true
+			switch x.NotifyType {
+			case message.Cookie:
+				cookie = x.Data
+			case message.IKEv2FragmentationSupported:
+				frag = true
 			}
 		}
 	}
-	_ = cookie
 	if saP == nil || ke == nil || nonce == nil {
 		e.drop(dropInvalidInit)
+		return
+	}
+	// RFC 7296 §2.6: while busy, no state (and no key exchange) for an
+	// initiator that has not shown it receives at its address.
+	if e.busy() && (cookie == nil || !e.cookies.Verify(cookie, nonce.Data, p.Remote.Addr(), m.SPIi)) {
+		e.drop(dropCookie)
+		w.initError(m, p, message.Cookie, e.cookies.Make(nil, nonce.Data, p.Remote.Addr(), m.SPIi))
 		return
 	}
 	var c *conn
@@ -242,6 +257,7 @@ func (w *worker) respondInit(p Packet) {
 		halfOpenRemote: p.Remote, peerNext: 1, nextMsgID: 0,
 	}
 	sa.natUs, sa.natPeer, _ = checkNAT(m.SPIi, [8]byte{}, m.Payloads, p.Local, p.Remote)
+	sa.fragPeer = frag && c.fragmentation
 	if sa.nr, err = w.newNonce(); err != nil {
 		return
 	}
@@ -271,10 +287,12 @@ func (w *worker) respondInit(p Packet) {
 	sa.dh = nil
 	sa.ourInit = b
 	sa.peerInit = bytes.Clone(p.Data)
-	sa.lastResponse, sa.lastResponseID = b, 0
+	sa.lastResponse, sa.lastResponseID = [][]byte{b}, 0
 	w.sas[spiKey(spir)] = sa
 	w.halfOpen[halfOpenKey{sa.spii, p.Remote}] = sa
 	w.timed[sa] = struct{}{}
+	e.halfOpenCount.Add(1)
+	e.peerUp(sa)
 	e.log.Debugf(logging.Base, "%s: IKE_SA_INIT from %v answered with %s", c.name, p.Remote, choice)
 	e.send(Packet{Local: p.Local, Remote: p.Remote, Data: b})
 }
@@ -301,6 +319,12 @@ func (w *worker) deriveKeys(sa *ikeSA, gir []byte) error {
 	if err != nil {
 		return err
 	}
+	return sa.setKeys(prf, keys)
+}
+
+// setKeys makes the SK protection of sa from its keys.
+func (sa *ikeSA) setKeys(prf *crypto.PRF, keys *crypto.Keys) error {
+	var err error
 	ei, ai, er, ar := keys.SKei, keys.SKai, keys.SKer, keys.SKar
 	outE, outA, inE, inA := ei, ai, er, ar
 	if !sa.initiator {
@@ -335,6 +359,7 @@ func (w *worker) initResponse(sa *ikeSA, p Packet) {
 		saP   *message.SA
 		ke    *message.KE
 		nonce *message.Nonce
+		frag  bool
 	)
 	for _, pl := range m.Payloads {
 		switch x := pl.(type) {
@@ -346,14 +371,17 @@ func (w *worker) initResponse(sa *ikeSA, p Packet) {
 			nonce = x
 		case *message.Notify:
 			switch x.NotifyType {
+			case message.IKEv2FragmentationSupported:
+				frag = true
 			case message.InvalidKEPayload:
 				w.invalidKE(sa, x)
 				return
 			case message.Cookie:
-				if len(x.Data) == 0 || len(x.Data) > 64 || sa.cookie != nil {
+				if len(x.Data) == 0 || len(x.Data) > 64 || bytes.Equal(x.Data, sa.cookie) || sa.cookieTries >= maxCookies {
 					e.drop(dropUnexpected)
 					return
 				}
+				sa.cookieTries++
 				sa.cookie = bytes.Clone(x.Data)
 				w.report(sa, "responder asked for a cookie; sending IKE_SA_INIT again with it")
 				w.sendInit(sa)
@@ -392,6 +420,7 @@ func (w *worker) initResponse(sa *ikeSA, p Packet) {
 	}
 	sa.spir = m.SPIr
 	sa.choice = choice
+	sa.fragPeer = frag && sa.conn.fragmentation
 	sa.nr = bytes.Clone(nonce.Data)
 	if err := w.deriveKeys(sa, gir); err != nil {
 		clear(gir)

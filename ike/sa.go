@@ -54,6 +54,7 @@ type ikeSA struct {
 
 	choice      ikeChoice
 	keTries     int
+	cookieTries int
 	dh          crypto.Private
 	ni, nr      []byte
 	cookie      []byte
@@ -69,9 +70,22 @@ type ikeSA struct {
 	out       *request // our outstanding request (window 1)
 	queue     []*request
 
-	peerNext       uint32 // the peer's next request
-	lastResponse   []byte // the answer to the peer's request peerNext-1
+	peerNext       uint32   // the peer's next request
+	lastResponse   [][]byte // the answer to the peer's request peerNext-1 (its fragments)
 	lastResponseID uint32
+
+	fragPeer bool        // both ends announced IKEV2_FRAGMENTATION_SUPPORTED
+	reasm    *reassembly // the fragments of a message being reassembled
+
+	// Lifetimes (rekey.go). rekeyAt is when we rekey the IKE SA (zero:
+	// never), expireAt when it is deleted if not rekeyed by then.
+	rekeyAt, expireAt time.Time
+	ikeRekey          *ikeRekey     // our CREATE_CHILD_SA rekeying this IKE SA is out
+	peerIKERekey      *ikeCollision // the peer's rekey we answered while ours was out
+	replaced          bool          // a rekey made its successor; waiting for the Delete
+	lastSent          time.Time     // for NAT-T keep-alives
+	counted           bool          // counted in Engine.peers (established)
+	movedHere         bool          // routed to this worker through Engine.moved
 
 	children []*childSA
 	pending  *childSA // initiator: the Child SA of IKE_AUTH
@@ -91,11 +105,12 @@ type request struct {
 	msgid      uint32
 	exchange   message.ExchangeType
 	payloads   []message.Payload // inner payloads, for requests queued
-	data       []byte
+	frags      [][]byte          // the datagrams: one, or the SKF fragments
 	firstSent  time.Time
 	nextSend   time.Time
 	interval   time.Duration
 	noRetrans  bool
+	timeout    time.Duration // 0: the conn's retransmit-timeout
 	onResponse func(w *worker, sa *ikeSA, m *message.Message, inner []message.Payload)
 	onTimeout  func(w *worker, sa *ikeSA)
 }
@@ -168,7 +183,7 @@ func (w *worker) seal(sa *ikeSA, exch message.ExchangeType, response bool, msgid
 
 // respond answers the peer's request msgid and caches the answer.
 func (w *worker) respond(sa *ikeSA, exch message.ExchangeType, msgid uint32, inner []message.Payload) {
-	b, err := w.seal(sa, exch, true, msgid, inner)
+	frags, err := w.sealMsg(sa, exch, true, msgid, inner)
 	if err != nil {
 		w.e.log.Warnf("%s: cannot build %v response: %v", sa.conn.name, exch, err)
 		return
@@ -176,8 +191,16 @@ func (w *worker) respond(sa *ikeSA, exch message.ExchangeType, msgid uint32, inn
 	if msgid == sa.peerNext {
 		sa.peerNext++
 	}
-	sa.lastResponse, sa.lastResponseID = b, msgid
-	w.e.send(Packet{Local: sa.local, Remote: sa.remote, Data: b})
+	sa.lastResponse, sa.lastResponseID = frags, msgid
+	w.sendFrags(sa, frags)
+}
+
+// sendFrags sends the datagrams of one message of sa.
+func (w *worker) sendFrags(sa *ikeSA, frags [][]byte) {
+	sa.lastSent = w.e.now()
+	for _, b := range frags {
+		w.e.send(Packet{Local: sa.local, Remote: sa.remote, Data: b})
+	}
 }
 
 // request sends (or queues behind the outstanding one) a request of sa.
@@ -191,7 +214,7 @@ func (w *worker) request(sa *ikeSA, r *request) {
 
 func (w *worker) sendRequest(sa *ikeSA, r *request) {
 	r.msgid = sa.nextMsgID
-	b, err := w.seal(sa, r.exchange, false, r.msgid, r.payloads)
+	b, err := w.sealMsg(sa, r.exchange, false, r.msgid, r.payloads)
 	if err != nil {
 		err = fmt.Errorf("cannot build %v request: %v", r.exchange, err)
 		if sa.state == stateAuthSent || sa.state == stateDeleting {
@@ -202,7 +225,7 @@ func (w *worker) sendRequest(sa *ikeSA, r *request) {
 		return
 	}
 	sa.nextMsgID++
-	r.data = b
+	r.frags = b
 	r.payloads = nil
 	w.transmit(sa, r)
 }
@@ -214,10 +237,8 @@ func (w *worker) transmit(sa *ikeSA, r *request) {
 	r.interval = sa.conn.retransmitInterval
 	r.nextSend = now.Add(r.interval)
 	sa.out = r
-	if !r.noRetrans {
-		w.timed[sa] = struct{}{}
-	}
-	w.e.send(Packet{Local: sa.local, Remote: sa.remote, Data: r.data})
+	w.timed[sa] = struct{}{}
+	w.sendFrags(sa, r.frags)
 }
 
 // responded ends the outstanding request and sends the next queued one.
@@ -231,21 +252,20 @@ func (w *worker) responded(sa *ikeSA) {
 	}
 }
 
+// updateTimer keeps sa among the SAs that Tick looks at: every SA the
+// worker holds has some timer (retransmission, half-open expiry,
+// rekeying, expiry, liveness, keep-alives).
 func (w *worker) updateTimer(sa *ikeSA) {
-	if sa.out != nil || sa.state == stateHalfOpen || sa.state == stateDeleting || (sa.state == stateEstablished && sa.conn.cfg.DPDDelay > 0) {
+	if w.sas[sa.ourSPI()] == sa {
 		w.timed[sa] = struct{}{}
-	} else {
-		delete(w.timed, sa)
 	}
 }
 
 // tickSA fires sa's due timers.
 func (w *worker) tickSA(sa *ikeSA, now time.Time) {
 	e := w.e
-	if sa.state == stateDeleting {
-		if !now.Before(sa.deleteBy) {
-			w.forget(sa, nil)
-		}
+	if (sa.state == stateDeleting || sa.replaced) && !sa.deleteBy.IsZero() && !now.Before(sa.deleteBy) {
+		w.forget(sa, nil)
 		return
 	}
 	if sa.state == stateHalfOpen && !now.Before(sa.halfOpenExpires) {
@@ -253,11 +273,23 @@ func (w *worker) tickSA(sa *ikeSA, now time.Time) {
 		w.forget(sa, errors.New("half-open IKE SA expired"))
 		return
 	}
+	if ra := sa.reasm; ra != nil && now.Sub(ra.started) >= sa.conn.retransmitTimeout {
+		sa.reasm = nil
+		e.drop(dropFragment)
+	}
 	if r := sa.out; r != nil && !r.noRetrans && !now.Before(r.nextSend) {
-		if now.Sub(r.firstSent) >= sa.conn.retransmitTimeout {
-			err := fmt.Errorf("no response to our %v request after %v (retransmit-timeout): giving up", r.exchange, sa.conn.retransmitTimeout)
+		limit := sa.conn.retransmitTimeout
+		if r.timeout > 0 {
+			limit = r.timeout
+		}
+		if now.Sub(r.firstSent) >= limit {
+			err := fmt.Errorf("no response to our %v request after %v (retransmit-timeout): giving up", r.exchange, limit)
 			if r.onTimeout != nil {
 				r.onTimeout(w, sa)
+			}
+			if sa.state == stateEstablished && !sa.replaced {
+				w.peerDead(sa, err)
+				return
 			}
 			w.forget(sa, err)
 			return
@@ -268,16 +300,16 @@ func (w *worker) tickSA(sa *ikeSA, now time.Time) {
 		if sa.state == stateInitSent || sa.state == stateAuthSent {
 			w.report(sa, "retransmitting %v request (%v since the first)", r.exchange, now.Sub(r.firstSent).Round(time.Millisecond))
 		}
-		e.send(Packet{Local: sa.local, Remote: sa.remote, Data: r.data})
+		w.sendFrags(sa, r.frags)
 	}
-	if sa.state == stateEstablished && sa.out == nil && len(sa.queue) == 0 {
-		if d := sa.conn.cfg.DPDDelay; d > 0 && now.Sub(sa.lastHeard) >= d {
-			w.request(sa, &request{exchange: message.INFORMATIONAL, onResponse: func(*worker, *ikeSA, *message.Message, []message.Payload) {}})
-		}
+	if sa.state != stateEstablished || sa.replaced {
+		return
 	}
-	if sa.out != nil && sa.out.noRetrans {
-		delete(w.timed, sa)
+	if !w.lifetimes(sa, now) {
+		return
 	}
+	w.liveness(sa, now)
+	w.keepAlive(sa, now)
 }
 
 // deleteIKE deletes sa: with notify and an established SA, its Child SAs
@@ -287,6 +319,9 @@ func (w *worker) tickSA(sa *ikeSA, now time.Time) {
 // forgotten at once.
 func (w *worker) deleteIKE(sa *ikeSA, why string, err error, notify bool) {
 	w.e.log.Logf("%s: deleting IKE SA %s (%s)", sa.conn.name, sa, why)
+	if sa.state == stateDeleting {
+		return
+	}
 	if err == nil && !sa.done && sa.progress != nil {
 		err = fmt.Errorf("IKE SA deleted (%s)", why)
 	}
@@ -294,10 +329,7 @@ func (w *worker) deleteIKE(sa *ikeSA, why string, err error, notify bool) {
 		w.forget(sa, err)
 		return
 	}
-	for _, c := range sa.children {
-		w.removeChild(sa, c)
-	}
-	sa.children = nil
+	w.removeChildren(sa)
 	w.finish(sa, err)
 	sa.state = stateDeleting
 	sa.out, sa.queue = nil, nil
@@ -314,10 +346,20 @@ func (w *worker) deleteIKE(sa *ikeSA, why string, err error, notify bool) {
 // forget removes sa and its Child SAs locally (kernel included) and makes
 // the final progress report with err.
 func (w *worker) forget(sa *ikeSA, err error) {
-	for _, c := range sa.children {
-		w.removeChild(sa, c)
+	w.removeChildren(sa)
+	w.e.peerGone(sa)
+	if sa.state == stateHalfOpen {
+		w.e.halfOpenCount.Add(-1)
+		sa.state = stateDeleting
 	}
-	sa.children = nil
+	if r := sa.ikeRekey; r != nil {
+		sa.ikeRekey = nil
+	}
+	if sa.movedHere {
+		sa.movedHere = false
+		w.e.moved.Delete(sa.spii)
+		w.e.nmoved.Add(-1)
+	}
 	if c := sa.pending; c != nil {
 		w.releaseSPI(sa, c)
 		sa.pending = nil

@@ -150,6 +150,13 @@ func (w *worker) handlePacket(p Packet) {
 		switch {
 		case msgid == sa.peerNext:
 		case sa.peerNext > 0 && msgid == sa.peerNext-1 && sa.lastResponse != nil:
+			// RFC 7383 §2.6.1: a fragmented request is answered again
+			// only for its first fragment.
+			if m, err := message.Decode(p.Data); err == nil {
+				if f := m.Fragment(); f != nil && f.Number != 1 {
+					return
+				}
+			}
 			w.retransmitResponse(sa, p, msgid)
 			return
 		default:
@@ -157,11 +164,14 @@ func (w *worker) handlePacket(p Packet) {
 			return
 		}
 	}
-	m, inner, ok := w.open(sa, p.Data)
+	m, inner, ok := w.open(sa, p.Data, response, msgid)
 	if !ok {
 		return
 	}
 	sa.lastHeard = e.now()
+	if sa.state == stateEstablished && (p.Remote != sa.remote || p.Local != sa.local) {
+		w.followPeer(sa, p.Local, p.Remote)
+	}
 	if response {
 		w.handleResponse(sa, p, m, inner)
 	} else {
@@ -173,7 +183,7 @@ func (w *worker) handlePacket(p Packet) {
 // payload. Drops are counted; a malformed inner chain of a request is
 // answered with INVALID_SYNTAX (RFC 7296 §2.21.2: only inside a protected
 // exchange).
-func (w *worker) open(sa *ikeSA, b []byte) (*message.Message, []message.Payload, bool) {
+func (w *worker) open(sa *ikeSA, b []byte, response bool, msgid uint32) (*message.Message, []message.Payload, bool) {
 	e := w.e
 	m, err := message.Decode(b)
 	if err != nil {
@@ -181,22 +191,31 @@ func (w *worker) open(sa *ikeSA, b []byte) (*message.Message, []message.Payload,
 		return nil, nil, false
 	}
 	sk := m.Encrypted()
+	var (
+		pt    []byte
+		first message.PayloadType
+	)
 	if sk == nil {
-		if m.Fragment() != nil {
-			e.drop(dropFragment)
-		} else {
+		f := m.Fragment()
+		if f == nil {
 			e.drop(dropUnprotected)
+			return nil, nil, false
 		}
-		return nil, nil, false
+		var done bool
+		if pt, first, done = w.addFragment(sa, b, f, response, msgid); !done {
+			return nil, nil, false
+		}
+	} else {
+		aad := b[:len(b)-len(sk.Body)]
+		pt, err = sa.skIn.Decrypt(w.plain[:0], aad, sk.Body)
+		if err != nil {
+			e.drop(dropIntegrity)
+			return nil, nil, false
+		}
+		w.plain = pt[:0]
+		first = sk.InnerFirst
 	}
-	aad := b[:len(b)-len(sk.Body)]
-	pt, err := sa.skIn.Decrypt(w.plain[:0], aad, sk.Body)
-	if err != nil {
-		e.drop(dropIntegrity)
-		return nil, nil, false
-	}
-	w.plain = pt[:0]
-	inner, err := message.DecodePayloads(sk.InnerFirst, pt)
+	inner, err := message.DecodePayloads(first, pt)
 	if err != nil {
 		e.drop(dropMalformed)
 		if !m.IsResponse() {
@@ -223,7 +242,7 @@ func (w *worker) retransmitResponse(sa *ikeSA, p Packet, msgid uint32) {
 		return
 	}
 	w.e.ctr.cachedResponses.Add(1)
-	w.e.send(Packet{Local: sa.local, Remote: sa.remote, Data: sa.lastResponse})
+	w.sendFrags(sa, sa.lastResponse)
 }
 
 // tick fires the timers of the shard's SAs.
@@ -256,7 +275,22 @@ func (w *worker) deleteConnSAs(name string, keep *conn, why string, progress fun
 // it without waiting for the answer (the engine is closing).
 func (w *worker) deleteAll(why string) {
 	for _, sa := range w.sas {
-		w.deleteIKE(sa, why, nil, true)
+		if sa.state == stateEstablished && !sa.replaced {
+			w.deleteIKE(sa, why, nil, true)
+		}
 		w.forget(sa, nil)
+	}
+}
+
+// broadcast runs fn on every worker: at once on w (the caller's), as a
+// job without waiting on the others (from a worker, waiting could
+// deadlock).
+func (w *worker) broadcast(fn func(w *worker)) {
+	fn(w)
+	for _, o := range w.e.workers {
+		if o == w {
+			continue
+		}
+		go w.e.do(o, false, fn)
 	}
 }

@@ -36,6 +36,7 @@ type dataPlane struct {
 	log          *logging.Logger
 	sendESP      func(local, remote netip.AddrPort, pkt []byte) error
 	sendESPBatch func(local, remote netip.AddrPort, pkts [][]byte) error // UDP GSO on Linux
+	forward      func(<-chan kernel.Event)                               // takes the back end's events once it runs
 
 	mu    sync.Mutex
 	us    *userspace.Backend // nil until started
@@ -135,6 +136,9 @@ func (dp *dataPlane) start(addrs []netip.Addr) error {
 		return err
 	}
 	dp.us, dp.addrs, dp.err = us, append(dp.addrs, addrs...), nil
+	if dp.forward != nil {
+		dp.forward(us.Events())
+	}
 	name, _ := dev.Name()
 	dp.log.Logf("user-space data plane up on %s with tunnel addresses %v", name, addrs)
 	if dp.ns != nil {
@@ -217,7 +221,27 @@ func (dp *dataPlane) close() error {
 type lazyIPsec struct {
 	dp        *dataPlane
 	events    chan kernel.Event
+	done      chan struct{}
+	wg        sync.WaitGroup // the event forwarder
 	closeOnce sync.Once
+}
+
+func newLazyIPsec(dp *dataPlane) *lazyIPsec {
+	l := &lazyIPsec{dp: dp, events: make(chan kernel.Event), done: make(chan struct{})}
+	dp.forward = func(ch <-chan kernel.Event) {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			for ev := range ch {
+				select {
+				case l.events <- ev:
+				case <-l.done:
+					return
+				}
+			}
+		}()
+	}
+	return l
 }
 
 var _ kernel.IPsec = (*lazyIPsec)(nil)
@@ -278,12 +302,18 @@ func (l *lazyIPsec) DeletePolicy(ctx context.Context, p *kernel.Policy) error {
 	return b.DeletePolicy(ctx, p)
 }
 
-// Events: the engine does not consume data-plane events yet (on-demand
-// and rekeying come later); the back end drops and counts what nobody
-// reads.
+// Events delivers the back end's acquires and expiries once it runs.
 func (l *lazyIPsec) Events() <-chan kernel.Event { return l.events }
 
+// Close closes the back end, waits for the event forwarder, then closes
+// the event channel.
 func (l *lazyIPsec) Close() error {
-	l.closeOnce.Do(func() { close(l.events) })
-	return l.dp.close()
+	var err error
+	l.closeOnce.Do(func() {
+		close(l.done)
+		err = l.dp.close()
+		l.wg.Wait()
+		close(l.events)
+	})
+	return err
 }

@@ -122,11 +122,8 @@ func (d *daemon) loadConfigConns() (start []string) {
 			d.log.Warnf("%q: not loaded: %v", c.Name, err)
 			continue
 		}
-		switch c.Auto {
-		case "start":
+		if c.Auto == "start" {
 			start = append(start, c.Name)
-		case "ondemand":
-			d.log.Warnf("%q: auto=ondemand: on-demand negotiation needs a data plane that reports acquires; the conn waits as auto=add", c.Name)
 		}
 	}
 	return start

@@ -48,7 +48,7 @@ func newIPsec(s *settings, log *logging.Logger, sendESP func(local, remote netip
 	switch s.backend {
 	case kernel.Netstack, kernel.Userspace:
 		dp := newDataPlane(s, log, sendESP)
-		return &lazyIPsec{dp: dp, events: make(chan kernel.Event)}, dp, nil
+		return newLazyIPsec(dp), dp, nil
 	case kernel.XFRM:
 		b, err := xfrm.New(xfrm.Config{Logf: log.Logf})
 		if err != nil {
@@ -107,6 +107,11 @@ func startIKE(s *settings, log *logging.Logger, secrets func() *config.Secrets) 
 	}
 	st.eng, err = ike.NewEngine(ike.Options{
 		ForceEncapsulation: dp != nil,
+		KeepAlive:          s.keepAlive,
+		DDoSThreshold:      s.ddosIKEThreshold,
+		ForceBusy:          s.forceBusy,
+		UniqueIDs:          s.uniqueids,
+		VirtualPrivate:     s.virtualPrivate,
 		Kernel:             kern,
 		Secrets:            secrets,
 		Log:                log,
@@ -147,9 +152,28 @@ func startIKE(s *settings, log *logging.Logger, secrets func() *config.Secrets) 
 			return nil, fmt.Errorf("preparing the IKE sockets for XFRM: %v", err)
 		}
 	}
-	st.wg.Add(1)
+	st.wg.Add(2)
 	go st.tick()
+	go st.events()
 	return st, nil
+}
+
+// events hands the data plane's acquires and expiries to the engine, until
+// the back end closes its event channel.
+func (st *ikeStack) events() {
+	defer st.wg.Done()
+	evs := st.kern.Events()
+	for {
+		select {
+		case ev, ok := <-evs:
+			if !ok {
+				return
+			}
+			st.eng.HandleEvent(ev)
+		case <-st.stop:
+			return
+		}
+	}
 }
 
 // isLocal says whether a is an address of this host as pluto sees it: one
@@ -197,7 +221,12 @@ func (st *ikeStack) onESPBatch() func(local, remote netip.AddrPort, pkts [][]byt
 }
 
 func (st *ikeStack) send(p ike.Packet) {
-	st.socks.Send(p.Local, p.Remote, p.Data) // failures are counted by the sockets
+	// Failures are counted by the sockets.
+	if p.Keepalive {
+		st.socks.SendKeepalive(p.Local, p.Remote)
+		return
+	}
+	st.socks.Send(p.Local, p.Remote, p.Data)
 }
 
 func (st *ikeStack) tick() {

@@ -166,10 +166,9 @@ func resolve(o *options) (s *settings, help string, err error) {
 	s.log.Debug = s.debug
 
 	// Protocol settings.
-	s.uniqueids = o.uniqueids
-	if fromFile("uniqueids", "uniqueids") {
-		s.uniqueids = setup.UniqueIDs
-	}
+	// Libreswan's default is uniqueids=yes (config.DefaultSetup): the
+	// flag can only say yes.
+	s.uniqueids = setup.UniqueIDs || o.uniqueids
 	if o.changed("virtual-private") {
 		if s.virtualPrivate, err = config.ParseVirtualPrivate(o.virtualPrivate); err != nil {
 			return nil, "", fmt.Errorf("--virtual-private: %v", err)

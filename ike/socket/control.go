@@ -3,6 +3,7 @@ package socket
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 
 	"golang.org/x/sys/unix"
 )
@@ -32,4 +33,20 @@ func (s *Sockets) Control(fn func(fd uintptr, family int, natt bool) error) erro
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// SendKeepalive sends a NAT-T keep-alive (RFC 3948 §2.3: one 0xFF octet,
+// no non-ESP marker) from the NAT-T socket of local.
+func (s *Sockets) SendKeepalive(local, remote netip.AddrPort) error {
+	so := s.find(local)
+	if so == nil || !so.natt {
+		s.sendErr.Add(1)
+		return fmt.Errorf("no NAT-T socket bound to %s", local)
+	}
+	if err := so.send(local.Addr(), remote, []byte{0xff}); err != nil {
+		s.sendErr.Add(1)
+		return fmt.Errorf("sending a keep-alive to %s from %s: %v", remote, local, err)
+	}
+	s.out.Add(1)
+	return nil
 }

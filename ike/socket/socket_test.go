@@ -136,3 +136,27 @@ func TestBindConflict(t *testing.T) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+func TestSendKeepalive(t *testing.T) {
+	ike, natt := freePorts(t)
+	s, err := Open(Config{Listen: []netip.Addr{netip.MustParseAddr("127.0.0.1")}, IKEPort: ike, NATIKEPort: natt,
+		OnIKE: func(netip.AddrPort, netip.AddrPort, []byte) {}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	peer, _ := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	defer peer.Close()
+	if err := s.SendKeepalive(netip.MustParseAddrPort("127.0.0.1:"+itoa(natt)), peer.LocalAddr().(*net.UDPAddr).AddrPort()); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 16)
+	peer.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, from, err := peer.ReadFromUDP(buf)
+	if err != nil || n != 1 || buf[0] != 0xff || from.Port != natt {
+		t.Errorf("keep-alive %x from %v (%v); want ff from port %d", buf[:n], from, err, natt)
+	}
+	if err := s.SendKeepalive(netip.MustParseAddrPort("127.0.0.1:"+itoa(ike)), peer.LocalAddr().(*net.UDPAddr).AddrPort()); err == nil {
+		t.Errorf("a keep-alive from the IKE port was sent")
+	}
+}
