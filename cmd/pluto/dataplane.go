@@ -15,9 +15,11 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 
 	"goswan/config"
+	"goswan/esp"
 	"goswan/kernel"
 	"goswan/kernel/userspace"
 	"goswan/logging"
@@ -316,4 +318,45 @@ func (l *lazyIPsec) Close() error {
 		close(l.events)
 	})
 	return err
+}
+
+// espStatus is the user-space data plane's part of "ipsec status": its
+// packet counters and every drop by reason (replays, forgeries, packets
+// with no SA or no policy...).
+type espStatus struct {
+	Dataplane userspace.Stats   `json:"dataplane"`
+	Drops     map[string]uint64 `json:"drops"`
+}
+
+func (d *daemon) espStatus() *espStatus {
+	if d.ike == nil || d.ike.dp == nil {
+		return nil
+	}
+	us, err := d.ike.dp.backend()
+	if err != nil {
+		return nil
+	}
+	es := &espStatus{Dataplane: us.Stats(), Drops: map[string]uint64{}}
+	for r, n := range esp.GlobalDrops() {
+		if n > 0 {
+			es.Drops[esp.DropReason(r).String()] = n
+		}
+	}
+	return es
+}
+
+func (es *espStatus) text() string {
+	var b strings.Builder
+	st := es.Dataplane
+	fmt.Fprintf(&b, "ESP data plane: out %d packets (%d bytes), in %d packets (%d bytes), dropped in %d, out: no policy %d, blocked %d, acquire %d, send errors %d\n",
+		st.OutPackets, st.OutBytes, st.InPackets, st.InBytes, st.InDrops, st.OutNoPolicy, st.OutBlocked, st.OutAcquire, st.SendErrors)
+	if len(es.Drops) > 0 {
+		var parts []string
+		for r, n := range es.Drops {
+			parts = append(parts, fmt.Sprintf("%s %d", r, n))
+		}
+		slices.Sort(parts)
+		fmt.Fprintf(&b, "ESP drops by reason: %s\n", strings.Join(parts, ", "))
+	}
+	return b.String()
 }
