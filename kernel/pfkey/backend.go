@@ -704,6 +704,10 @@ func (l *Layout) SAMessage(typ MsgType, sa *kernel.SA, kreqid uint32) (*Message,
 	if !ok {
 		return nil, fmt.Errorf("%s's PF_KEY has no integrity algorithm for %v", l.Name, sa.Integ)
 	}
+	if sa.Integ == proposal.IntegHMACSHA2256128 && l.SHA256Trunc96 {
+		return nil, fmt.Errorf("%s's PF_KEY installs HMAC-SHA2-256 with a 96-bit ICV, not the 128 bits of RFC 4868 "+
+			"that %v means and the peer uses; use --use-xfrm, or another integrity algorithm (sha2_512, sha2_384, sha1)", l.Name, sa.Integ)
+	}
 	if sa.Encr.AEAD() {
 		if l.AEADRefused {
 			return nil, fmt.Errorf("%s's PF_KEY refuses AEAD transforms such as %v (af_key answers ENOSYS); use --use-xfrm or a proposal without AEAD", l.Name, sa.Encr)

@@ -231,7 +231,7 @@ var (
 func cbcSA(spi uint32, dir kernel.Direction) *kernel.SA {
 	sa := &kernel.SA{SPI: spi, Proto: kernel.ESP, Mode: kernel.Tunnel, Dir: dir,
 		Encr: proposal.EncrAESCBC, EncrKey: make([]byte, 16),
-		Integ: proposal.IntegHMACSHA2256128, IntegKey: make([]byte, 32),
+		Integ: proposal.IntegHMACSHA2512256, IntegKey: make([]byte, 64),
 		ReplayWindow: 32, ReqID: goswanReq}
 	sa.Src, sa.Dst = localAddr, remoteAddr
 	if dir == kernel.In {
@@ -276,7 +276,7 @@ func TestBackendLifecycle(t *testing.T) {
 			}
 			u := k.last(MsgUpdate)
 			if u == nil || u.SA.SPI != spi || u.SA2.ReqID != kernelReq || u.SA2.Mode != ModeTunnel ||
-				u.AuthKey.Bits != 256 || u.EncryptKey.Bits != 128 || u.SA.Auth != AAlgSHA2_256 {
+				u.AuthKey.Bits != 512 || u.EncryptKey.Bits != 128 || u.SA.Auth != AAlgSHA2_512 {
 				t.Errorf("UPDATE %+v", u)
 			}
 			// An outbound SA is added.
@@ -575,5 +575,16 @@ func TestUnsupported(t *testing.T) {
 	sa.Encr, sa.EncrKey, sa.Integ = proposal.EncrAESGCM16, make([]byte, 20), proposal.IntegNone
 	if err := b.AddSA(ctx, sa); err == nil || !strings.Contains(err.Error(), "--use-xfrm") {
 		t.Errorf("AES-GCM on Linux: %v", err)
+	}
+	// af_key would install HMAC-SHA2-256 with a 96-bit ICV (seen in the
+	// VM: "auth-trunc hmac(sha256) ... 96"), which a peer that follows
+	// RFC 4868 rejects.
+	sa = cbcSA(0x5002, kernel.Out)
+	sa.Integ, sa.IntegKey = proposal.IntegHMACSHA2256128, make([]byte, 32)
+	if err := b.AddSA(ctx, sa); err == nil || !strings.Contains(err.Error(), "96-bit") {
+		t.Errorf("HMAC-SHA2-256-128 on Linux: %v", err)
+	}
+	if _, err := freebsdLE.SAMessage(MsgAdd, sa, 7); err != nil {
+		t.Errorf("HMAC-SHA2-256-128 on FreeBSD: %v", err)
 	}
 }

@@ -88,6 +88,15 @@ type Layout struct {
 	Encr  map[proposal.EncrID]uint8
 	Integ map[proposal.IntegID]uint8
 
+	// SHA256Trunc96: the kernel installs SADB_X_AALG_SHA2_256HMAC with a
+	// 96-bit ICV and PF_KEY cannot ask for another length (Linux's af_key
+	// takes the truncation from its algorithm table, xfrm_algo.c, where
+	// hmac(sha256) has icv_truncbits 96, the pre-RFC 4868 draft's). IKEv2's
+	// HMAC-SHA2-256-128 (RFC 4868: 128 bits) cannot be installed then: an
+	// SA with 96 bits would drop every packet of a conformant peer and
+	// send it ICVs it rejects.
+	SHA256Trunc96 bool
+
 	// AEADRefused: the kernel has numbers for AEAD transforms but refuses
 	// to install them over PF_KEY. Linux's af_key looks sadb_sa_encrypt up
 	// in its list of plain ciphers only (xfrm_ealg_get_byid), so an AES-GCM
@@ -115,6 +124,7 @@ var Linux = Layout{
 	ExtFilter:        26,
 	UpdatePorts:      true,
 	GetSPIFreshReqID: true,
+	SHA256Trunc96:    true,
 	AEADRefused:      true,
 	Encr: map[proposal.EncrID]uint8{
 		proposal.Encr3DES:     EAlg3DESCBC,

@@ -518,13 +518,14 @@ func TestLifetimeAndReplay(t *testing.T) {
 	if m.LifetimeHard.Allocations != 0xffffffff || m.AuthKey.Bits != 256 || m.SA.Auth != AAlgSHA2_256 || m.SA.Encrypt != EAlgAESCBC {
 		t.Errorf("freebsd: %+v %+v %+v", m.SA, m.LifetimeHard, m.AuthKey)
 	}
-	m, err = linuxLE.SAMessage(MsgAdd, sa, 7)
-	if err != nil || m.SA.Replay != 32 || m.SAReplay != nil {
-		t.Errorf("linux: %+v, %v", m, err)
-	}
 	m, err = netbsdLE.SAMessage(MsgAdd, sa, 7)
 	if err != nil || m.SA.Replay != 255 || m.SAReplay != nil {
 		t.Errorf("netbsd: %+v, %v", m, err)
+	}
+	sa.Integ, sa.IntegKey = proposal.IntegHMACSHA2512256, make([]byte, 64) // Linux: SHA2-256 has 96 bits there
+	m, err = linuxLE.SAMessage(MsgAdd, sa, 7)
+	if err != nil || m.SA.Replay != 32 || m.SAReplay != nil {
+		t.Errorf("linux: %+v, %v", m, err)
 	}
 	sa.ESN = true
 	for _, l := range []*Layout{linuxLE, netbsdLE} {

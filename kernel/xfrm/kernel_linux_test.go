@@ -667,3 +667,42 @@ func samePrefix(n *net.IPNet, p netip.Prefix) bool {
 	bits, _ := n.Mask.Size()
 	return netip.PrefixFrom(a.Unmap(), bits) == p
 }
+
+// TestFlushAcquireState: a packet that hits a trap policy of ours leaves
+// the kernel's larval state (SPI 0, our reqid) for the ACQUIRE; Flush
+// removes it too (XFRM_MSG_DELSA alone cannot find a state with no SPI),
+// and leaves another daemon's alone.
+func TestFlushAcquireState(t *testing.T) {
+	ns := newNS(t)
+	ns.ip(t, "addr", "add", "192.0.2.1/32", "dev", "lo")
+	ns.ip(t, "route", "add", "198.51.100.0/24", "dev", "lo", "src", "192.0.2.1")
+	ns.ip(t, "route", "add", "203.0.113.0/24", "dev", "lo", "src", "192.0.2.1")
+	b := ns.backend(t, Config{})
+	ctx := ctxT(t)
+	for _, p := range []kernel.Policy{
+		{Dir: kernel.Out, Selector: kernel.Selector{Src: pfx("0.0.0.0/0"), Dst: pfx("198.51.100.0/24")}, Action: kernel.Protect,
+			Template: kernel.Template{Src: addr("192.0.2.1"), Dst: addr("192.0.2.99"), Proto: kernel.ESP, Mode: kernel.Tunnel, ReqID: ourReqID(5)}},
+		{Dir: kernel.Out, Selector: kernel.Selector{Src: pfx("0.0.0.0/0"), Dst: pfx("203.0.113.0/24")}, Action: kernel.Protect,
+			Template: kernel.Template{Src: addr("192.0.2.1"), Dst: addr("192.0.2.77"), Proto: kernel.ESP, Mode: kernel.Tunnel, ReqID: 16384}},
+	} {
+		if err := b.AddPolicy(ctx, &p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sendUDP(t, ns, addr("192.0.2.1"), netip.MustParseAddrPort("198.51.100.7:9999"), false)
+	sendUDP(t, ns, addr("192.0.2.1"), netip.MustParseAddrPort("203.0.113.7:9999"), false)
+	if _, ok := waitEvent(t, b, 5*time.Second); !ok {
+		t.Fatal("no acquire")
+	}
+	st := ns.ip(t, "xfrm", "state")
+	if strings.Count(st, "spi 0x00000000") != 2 {
+		t.Fatalf("want two larval states for the acquires, have:\n%s", st)
+	}
+	if err := b.Flush(ctx); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	st = ns.ip(t, "xfrm", "state")
+	if strings.Count(st, "proto esp") != 1 || !strings.Contains(st, "reqid 16384") {
+		t.Errorf("after Flush, want only the foreign larval state:\n%s", st)
+	}
+}

@@ -529,14 +529,29 @@ func (b *Backend) Flush(ctx context.Context) error {
 		if !kernel.OurReqID(s.Info.ReqID) {
 			continue
 		}
+		spi := s.Info.SPI
+		if spi == 0 {
+			// A larval state that the kernel made for an ACQUIRE (a
+			// packet that hit one of our trap policies) has no SPI, and
+			// XFRM_MSG_DELSA finds states by SPI only: give it one first.
+			var err error
+			if spi, err = b.spiForAcquire(ctx, s); err != nil {
+				if !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ESRCH) {
+					errs = append(errs, fmt.Errorf("larval SA for an acquire (seq %d) to %v: %w", s.Info.Seq, s.Info.Daddr, err))
+				}
+				continue
+			}
+		}
 		msg := make([]byte, sizeofUsersaID)
-		putUsersaID(msg, s.Info.Daddr, s.Info.SPI, s.Info.Proto)
+		putUsersaID(msg, s.Info.Daddr, spi, s.Info.Proto)
 		if s.Mark != nil {
 			msg = appendAttr(msg, attrMark, markAttr(*s.Mark))
 		}
-		if err := b.do(ctx, msgDelSA, msg); err != nil && !errors.Is(err, unix.ESRCH) && !errors.Is(err, unix.ENOENT) {
-			errs = append(errs, fmt.Errorf("SA %v: %w", s.id(), err))
-			continue
+		if err := b.do(ctx, msgDelSA, msg); err != nil {
+			if !errors.Is(err, unix.ESRCH) && !errors.Is(err, unix.ENOENT) {
+				errs = append(errs, fmt.Errorf("SA %v: %w", s.id(), err))
+			}
+			continue // gone meanwhile: not removed by us
 		}
 		nsa++
 	}
@@ -550,6 +565,42 @@ func (b *Backend) Flush(ctx context.Context) error {
 		return fmt.Errorf("xfrm: flush: %w", errors.Join(errs...))
 	}
 	return nil
+}
+
+// spiForAcquire gives the kernel's larval state s (SPI 0, made for an
+// ACQUIRE) an SPI with XFRM_MSG_ALLOCSPI, which finds it by its sequence
+// number (the acquire's), so that XFRM_MSG_DELSA can then remove it.
+// Without this such a state outlives the daemon by up to
+// net.core.xfrm_acq_expires seconds (30), and while it is there the
+// kernel raises no new ACQUIRE for its flow: a restarted daemon's trap
+// stays silent.
+func (b *Backend) spiForAcquire(ctx context.Context, s *installedState) (uint32, error) {
+	info := usersaInfo{
+		Sel: s.Info.Sel, Daddr: s.Info.Daddr, Saddr: s.Info.Saddr, Proto: s.Info.Proto,
+		Family: s.Info.Family, Seq: s.Info.Seq, ReqID: s.Info.ReqID, Mode: s.Info.Mode, Lft: infLifetime(),
+	}
+	p := make([]byte, sizeofUserspiInfo)
+	info.put(p)
+	ne.PutUint32(p[224:], 0x100)
+	ne.PutUint32(p[228:], 0xffffffff)
+	if s.Mark != nil {
+		p = appendAttr(p, attrMark, markAttr(*s.Mark))
+	}
+	msgs, err := b.req.request(ctx, msgAllocSPI, 0, p, msgNewSA)
+	if err != nil {
+		return 0, err
+	}
+	if len(msgs) != 1 {
+		return 0, fmt.Errorf("%d answers from the kernel", len(msgs))
+	}
+	st, err := getUsersaInfo(msgs[0])
+	if err != nil {
+		return 0, err
+	}
+	if st.SPI == 0 {
+		return 0, errors.New("the kernel gave it no SPI")
+	}
+	return st.SPI, nil
 }
 
 // readEvents turns the multicast messages into Events until Close.
