@@ -9,13 +9,25 @@ BIN     := bin
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo devel)
 LDFLAGS := -X main.version=$(VERSION)
 CMDS    := pluto whack ipsec
+BENCH   := espbench tunbench ikebench
 
-.PHONY: all build demo test vet fmt-check cross fuzz clean
+.PHONY: all build demo test vet fmt-check cross fuzz clean bench
 
 all: build
 
 build:
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/ $(addprefix ./cmd/,$(CMDS))
+	$(GO) build -trimpath -o $(BIN)/ $(addprefix ./bench/cmd/,$(BENCH))
+
+# The standard benchmark set (under ten minutes on 2 cores): JSON, Markdown
+# and PNG for each tool in bench/results/. Comparisons run where
+# wireguard-go/wg and strongSwan are installed; without root only the
+# netstack set-up runs.
+BENCH_OUT ?= bench/results
+bench: build
+	$(BIN)/espbench -time 200ms -out $(BENCH_OUT)/espbench
+	$(BIN)/tunbench -bindir $(BIN) -compare -runs 2 -duration 3s -quiet-wait 3s -out $(BENCH_OUT)/tunbench
+	$(BIN)/ikebench -bindir $(BIN) -compare -k 100 -c 8 -runs 2 -limit 300 -run-timeout 30s -quiet-wait 3s -out $(BENCH_OUT)/ikebench
 
 demo: build
 	$(GO) run ./demo -bin $(BIN)
