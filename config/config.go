@@ -53,6 +53,16 @@ type Setup struct {
 	SeedBits         int
 	CRLStrict        bool
 	CRLCheckInterval time.Duration
+	// OCSP (ocsp-enable=, ocsp-strict=, ocsp-uri=, ocsp-timeout=
+	// (default 2s), ocsp-method= get or post (default get),
+	// ocsp-cache-min-age=, ocsp-cache-max-age=).
+	OCSPEnable       bool
+	OCSPStrict       bool
+	OCSPURI          string
+	OCSPTimeout      time.Duration
+	OCSPMethod       string
+	OCSPCacheMinAge  time.Duration
+	OCSPCacheMaxAge  time.Duration
 	IKEPort          int    // default 500
 	NATIKEPort       int    // default 4500
 	ProtoStack       string // xfrm (default), bsdkame, userspace, netstack
@@ -82,6 +92,8 @@ func DefaultSetup() Setup {
 		NATIKEPort:       4500,
 		ProtoStack:       "xfrm",
 		DDoSIKEThreshold: 25000,
+		OCSPTimeout:      2 * time.Second,
+		OCSPMethod:       "get",
 		Set:              map[string]bool{},
 	}
 }
@@ -100,9 +112,10 @@ type End struct {
 	SourceIP  netip.Addr
 	ProtoPort ProtoPort
 	IKEPort   int    // 0: the default port
-	Auth      string // never, secret, rsasig, ecdsa, null, eaponly; "" when unset
-	Cert      string
+	Auth      string // never, secret, rsasig, ecdsa, eddsa, null, eaponly; "" when unset
+	Cert      string // leftcert=: our certificate in the trust store
 	SendCert  string // default sendifasked
+	CA        string // rightca=: the DN of a CA that must issue the peer's chain; %same, %any
 }
 
 // Conn is one resolved conn section: its own keys, then its also=

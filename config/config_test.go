@@ -237,14 +237,33 @@ func TestParseBad(t *testing.T) {
 	}
 }
 
+func TestCertificateKeywords(t *testing.T) {
+	cfg, err := Parse("ipsec.conf", []byte("config setup\n\tocsp-enable=yes\n\tocsp-strict=yes\n\tocsp-timeout=5\n\tocsp-method=post\n\tocsp-uri=http://ocsp.example.org/\n"+
+		"conn a\n\tleftcert=gw\n\trightca=%same\n\tleftauth=eddsa\n\trightauth=secret\n\tleftsendcert=always\n\tauthby=rsa-sha2\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Warnings) != 0 {
+		t.Fatalf("warnings %v", cfg.Warnings)
+	}
+	s := cfg.Setup
+	if !s.OCSPEnable || !s.OCSPStrict || s.OCSPTimeout != 5*time.Second || s.OCSPMethod != "post" || s.OCSPURI != "http://ocsp.example.org/" {
+		t.Errorf("setup %+v", s)
+	}
+	c := cfg.Conn("a")
+	if c.Left.Cert != "gw" || c.Right.CA != "%same" || c.Left.Auth != "eddsa" || c.Right.Auth != "secret" || c.Left.SendCert != "alwayssend" || c.AuthBy[0] != "rsa-sha2" {
+		t.Errorf("conn %+v", c)
+	}
+}
+
 func TestWarnings(t *testing.T) {
-	cfg, err := Parse("ipsec.conf", []byte("config setup\n\tinterfaces=%defaultroute\n\tocsp-enable=yes\nconn a\n\tleftupdown=/bin/true\n\tsendca=all\n"))
+	cfg, err := Parse("ipsec.conf", []byte("config setup\n\tinterfaces=%defaultroute\n\tocsp-trustname=x\nconn a\n\tleftupdown=/bin/true\n\tsendca=all\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := []string{
 		`ipsec.conf:2: config setup: interfaces="%defaultroute": obsolete keyword; ignored`,
-		`ipsec.conf:3: config setup: ocsp-enable="yes": Libreswan keyword not supported by goswan yet; ignored`,
+		`ipsec.conf:3: config setup: ocsp-trustname="x": Libreswan keyword not supported by goswan yet; ignored`,
 		`ipsec.conf:5: conn "a": leftupdown="/bin/true": Libreswan keyword not supported`,
 		`ipsec.conf:6: conn "a": sendca="all": Libreswan keyword not supported`,
 	}

@@ -32,11 +32,12 @@ var (
 	esnEnum      = enum{words: []string{"yes", "no", "either"}}
 	sendcertEnum = enum{words: []string{"never", "sendifasked", "alwayssend"},
 		aliases: map[string]string{"always": "alwayssend"}}
-	authEnum = enum{words: []string{"never", "secret", "rsasig", "ecdsa", "null", "eaponly"},
-		aliases: map[string]string{"rsa": "rsasig"}}
+	authEnum = enum{words: []string{"never", "secret", "rsasig", "ecdsa", "eddsa", "null", "eaponly"},
+		aliases: map[string]string{"rsa": "rsasig", "psk": "secret"}}
+	ocspMethodEnum = enum{words: []string{"get", "post"}}
 	protostackEnum = enum{words: []string{"xfrm", "bsdkame", "userspace", "netstack"},
 		aliases: map[string]string{"netkey": "xfrm", "native": "xfrm", "auto": "xfrm", "kame": "bsdkame", "bsd": "bsdkame"}}
-	authbyWords = []string{"secret", "rsasig", "rsa", "ecdsa", "null", "never",
+	authbyWords = []string{"secret", "rsasig", "rsa", "ecdsa", "eddsa", "null", "never",
 		"rsa-sha1", "rsa-sha2", "rsa-sha2_256", "rsa-sha2_384", "rsa-sha2_512",
 		"ecdsa-sha2", "ecdsa-sha2_256", "ecdsa-sha2_384", "ecdsa-sha2_512"}
 )
@@ -141,6 +142,13 @@ var setupKeywords = map[string]check{
 	"seedbits":           uintCheck(0, 1<<20),
 	"crl-strict":         boolCheck,
 	"crlcheckinterval":   secondsCheck,
+	"ocsp-enable":        boolCheck,
+	"ocsp-strict":        boolCheck,
+	"ocsp-uri":           anyCheck,
+	"ocsp-timeout":       secondsCheck,
+	"ocsp-method":        enumCheck(ocspMethodEnum),
+	"ocsp-cache-min-age": secondsCheck,
+	"ocsp-cache-max-age": secondsCheck,
 	"ikeport":            func(v string) error { _, err := parsePort(v); return err },
 	"nat-ikeport":        func(v string) error { _, err := parsePort(v); return err },
 	"protostack":         enumCheck(protostackEnum),
@@ -212,15 +220,15 @@ var endKeywords = map[string]check{
 	"cert":      anyCheck,
 	"sendcert":  enumCheck(sendcertEnum),
 	"auth":      enumCheck(authEnum),
+	"ca":        anyCheck,
 }
 
 // Libreswan 5 keywords not supported yet: accepted with a warning.
 var (
 	unsupportedSetup = words(`ikev1-policy curl-iface curl-timeout myvendorid syslog debug
 		dnssec-enable dnssec-rootkey-file dnssec-anchors dumpdir ipsecdir nssdir secretsfile statsbin
-		shuntlifetime global-redirect global-redirect-to ocsp-strict ocsp-enable ocsp-uri
-		ocsp-timeout ocsp-trustname ocsp-cache-size ocsp-cache-min-age ocsp-cache-max-age
-		ocsp-method ddos-mode seccomp max-halfopen-ike ike-socket-bufsize ike-socket-errqueue
+		shuntlifetime global-redirect global-redirect-to
+		ocsp-trustname ocsp-cache-size ddos-mode seccomp max-halfopen-ike ike-socket-bufsize ike-socket-errqueue
 		nflog-all xfrmlifetime listen-tcp listen-udp drop-oppo-null expire-shunt-interval`)
 	unsupportedConn = words(`hostaddrfamily clientaddrfamily ppk ppk-ids intermediate decap-dscp
 		encap-dscp nopmtudisc pam-authorize send-redirect redirect-to accept-redirect
@@ -234,7 +242,7 @@ var (
 		nic-offload overlapip reauth keyingtries failureshunt negotiationshunt enable-tcp
 		tcp-remoteport connalias ah phase2 compress metric sendca mtu priority tfc reqid nflog
 		aggressive aggrmode debug plutodebug session-resumption`)
-	unsupportedEnd = words(`interface-ip vti nexthop updown rsasigkey ecdsakey pubkey ckaid ca
+	unsupportedEnd = words(`interface-ip vti nexthop updown rsasigkey ecdsakey pubkey ckaid
 		xauthserver xauthclient modecfgserver modecfgclient username xauthusername addresspool
 		cat autheap groundhog`)
 	obsoleteSetup = words(`interfaces klipsdebug oe nat_traversal force_keepalive disable_port_floating

@@ -164,6 +164,20 @@ func (r *resolver) setup(st *Setup) {
 				st.CRLStrict, _ = parseBool(v)
 			case "crlcheckinterval":
 				st.CRLCheckInterval, _ = parseDuration(v, time.Second)
+			case "ocsp-enable":
+				st.OCSPEnable, _ = parseBool(v)
+			case "ocsp-strict":
+				st.OCSPStrict, _ = parseBool(v)
+			case "ocsp-uri":
+				st.OCSPURI = v
+			case "ocsp-timeout":
+				st.OCSPTimeout, _ = parseDuration(v, time.Second)
+			case "ocsp-method":
+				st.OCSPMethod, _ = ocspMethodEnum.parse(v)
+			case "ocsp-cache-min-age":
+				st.OCSPCacheMinAge, _ = parseDuration(v, time.Second)
+			case "ocsp-cache-max-age":
+				st.OCSPCacheMaxAge, _ = parseDuration(v, time.Second)
 			case "ikeport":
 				st.IKEPort, _ = parsePort(v)
 			case "nat-ikeport":
@@ -367,5 +381,7 @@ func (e *End) set(suffix, v string) {
 		e.SendCert, _ = sendcertEnum.parse(v)
 	case "auth":
 		e.Auth, _ = authEnum.parse(v)
+	case "ca":
+		e.CA = v
 	}
 }

@@ -109,6 +109,11 @@ const (
 	CmdDebug            = "debug" // Args[ArgSet] holds the spec, e.g. "base no-crypt"
 	CmdVersion          = "version"
 	CmdPing             = "ping"
+	CmdListCerts        = "listcerts"   // our certificates (certs/)
+	CmdListCACerts      = "listcacerts" // the trust anchors (cacerts/)
+	CmdListCRLs         = "listcrls"    // CRLs loaded (crls/) and fetched
+	CmdListPubKeys      = "listpubkeys" // the public keys of our certificates and keys
+	CmdFetchCRLs        = "fetchcrls"   // fetch the CRLs again now
 )
 
 // ArgSet is the Args key of CmdDebug: a space-separated debug spec.
@@ -139,6 +144,11 @@ var commands = map[string]commandSpec{
 	CmdDebug:            {needsArgs: []string{ArgSet}},
 	CmdVersion:          {},
 	CmdPing:             {},
+	CmdListCerts:        {},
+	CmdListCACerts:      {},
+	CmdListCRLs:         {},
+	CmdListPubKeys:      {},
+	CmdFetchCRLs:        {},
 }
 
 // Commands returns the known command names, sorted.

@@ -10,24 +10,14 @@ import (
 	"goswan/ike/crypto"
 	"goswan/ike/message"
 	"goswan/kernel"
+	"goswan/pki"
 	"goswan/proposal"
 )
 
-// authData computes the AUTH payload data of one side: ours (local) or
-// the peer's, for the method of sa's conn. psk is nil for NULL.
+// authData computes the AUTH payload data of the shared key or NULL
+// method for one side: ours or the peer's. psk is nil for NULL.
 func (sa *ikeSA) authData(ours bool, idp *message.Identification, psk []byte) []byte {
-	in := crypto.AuthInput{IDBody: idBody(idp)}
-	initiatorSide := sa.initiator == ours
-	if ours {
-		in.Message = sa.ourInit
-	} else {
-		in.Message = sa.peerInit
-	}
-	if initiatorSide {
-		in.PeerNonce, in.SKp = sa.nr, sa.keys.SKpi
-	} else {
-		in.PeerNonce, in.SKp = sa.ni, sa.keys.SKpr
-	}
+	in := sa.authInput(ours, idp)
 	if psk == nil {
 		return crypto.NullAuth(sa.prf, nil, in)
 	}
@@ -49,26 +39,37 @@ func (w *worker) psk(sa *ikeSA, peer identity) ([]byte, error) {
 
 // ourAuth builds our AUTH payload.
 func (w *worker) ourAuth(sa *ikeSA, idp *message.Identification) (*message.Auth, error) {
+	if sa.conn.localAuth == authSig {
+		return w.signAuth(sa, idp)
+	}
 	var psk []byte
-	if sa.conn.auth == authPSK {
+	if sa.conn.localAuth == authPSK {
 		var err error
 		if psk, err = w.psk(sa, sa.remoteID); err != nil {
 			return nil, err
 		}
 		defer clear(psk)
 	}
-	return &message.Auth{Method: sa.conn.auth.wire(), Data: sa.authData(true, idp, psk)}, nil
+	return &message.Auth{Method: sa.conn.localAuth.wire(), Data: sa.authData(true, idp, psk)}, nil
 }
 
-// verifyAuth checks the peer's AUTH payload. The error says why, in words.
-func (w *worker) verifyAuth(sa *ikeSA, idp *message.Identification, auth *message.Auth) error {
+// verifyAuth checks the peer's AUTH payload (with the certificates of its
+// CERT payloads for a signature). The error says why, in words.
+func (w *worker) verifyAuth(sa *ikeSA, idp *message.Identification, auth *message.Auth, certs [][]byte) error {
 	peer := payloadIdentity(idp)
-	want := sa.conn.auth.wire()
-	if auth.Method != want {
-		return fmt.Errorf("peer authenticated with %v but conn %q wants authby=%v", auth.Method, sa.conn.name, sa.conn.auth)
+	c := sa.conn
+	if !c.remoteAuth.accepts(auth.Method, c.remoteSig) {
+		want := c.remoteAuth.String()
+		if c.remoteAuth == authSig {
+			want = c.remoteSig.String()
+		}
+		return fmt.Errorf("peer authenticated with %v but conn %q wants rightauth=%s", auth.Method, c.name, want)
+	}
+	if c.remoteAuth == authSig {
+		return w.verifySig(sa, idp, auth, certs)
 	}
 	var psk []byte
-	if sa.conn.auth == authPSK {
+	if c.remoteAuth == authPSK {
 		var err error
 		if psk, err = w.psk(sa, peer); err != nil {
 			return err
@@ -120,9 +121,13 @@ func (w *worker) sendAuth(sa *ikeSA) {
 		w.forget(sa, fmt.Errorf("cannot authenticate: %v", err))
 		return
 	}
-	ps := make([]message.Payload, 0, 8)
+	ps := make([]message.Payload, 0, 12)
 	ps = append(ps, idp)
-	if !sa.remoteID.any && sa.remoteID.typ != message.IDNull {
+	ps = append(ps, sa.certPayloads()...)
+	if cr := e.certReq(c); cr != nil {
+		ps = append(ps, cr)
+	}
+	if !sa.remoteID.any && sa.remoteID.typ != message.IDNull && !sa.remoteID.wildcard() {
 		ps = append(ps, sa.remoteID.payload(true))
 	}
 	if e.firstContact(c) {
@@ -139,7 +144,7 @@ func (w *worker) sendAuth(sa *ikeSA) {
 		&message.TrafficSelectors{Responder: true, Selectors: child.remoteTS})
 	sa.state = stateAuthSent
 	w.request(sa, &request{exchange: message.IKE_AUTH, payloads: ps, onResponse: (*worker).authResponse})
-	w.report(sa, "sent IKE_AUTH request to %v (ID %s, auth %v)", sa.remote, sa.localID, c.auth)
+	w.report(sa, "sent IKE_AUTH request to %v (ID %s, auth %v)", sa.remote, sa.localID, auth.Method)
 }
 
 // childRequest is the Child SA part of a request.
@@ -161,6 +166,7 @@ func (w *worker) authRequest(sa *ikeSA, p Packet, m *message.Message, inner []me
 		auth    *message.Auth
 		cr      childRequest
 		contact bool
+		certs   [][]byte
 	)
 	for _, pl := range inner {
 		switch x := pl.(type) {
@@ -170,6 +176,12 @@ func (w *worker) authRequest(sa *ikeSA, p Packet, m *message.Message, inner []me
 			}
 		case *message.Auth:
 			auth = x
+		case *message.Cert:
+			if x.Encoding == message.CertX509Signature {
+				certs = append(certs, x.Data)
+			}
+		case *message.CertReq:
+			sa.peerCertReq = true
 		case *message.SA:
 			cr.sa = x
 		case *message.TrafficSelectors:
@@ -202,12 +214,12 @@ func (w *worker) authRequest(sa *ikeSA, p Packet, m *message.Message, inner []me
 	if c := w.refineConn(sa, peer, auth.Method, &cr); c != nil {
 		sa.conn, sa.localID, sa.remoteID = c, c.localID, c.remoteID
 	}
-	if !sa.remoteID.matches(peer) || auth.Method != sa.conn.auth.wire() {
-		e.log.Logf("%s: peer ID %s (%v) does not match rightid=%s authby=%v: AUTHENTICATION_FAILED", sa.conn.name, peer, auth.Method, sa.remoteID, sa.conn.auth)
+	if !sa.remoteID.matches(peer) {
+		e.log.Logf("%s: peer ID %s does not match rightid=%s: answering AUTHENTICATION_FAILED", sa.conn.name, peer, sa.remoteID)
 		w.authFailed(sa, m.MessageID)
 		return
 	}
-	if err := w.verifyAuth(sa, idi, auth); err != nil {
+	if err := w.verifyAuth(sa, idi, auth, certs); err != nil {
 		e.log.Logf("%s: %v: answering AUTHENTICATION_FAILED", sa.conn.name, err)
 		w.authFailed(sa, m.MessageID)
 		return
@@ -233,13 +245,33 @@ func (w *worker) authRequest(sa *ikeSA, p Packet, m *message.Message, inner []me
 	if e.o.UniqueIDs {
 		w.uniqueIDs(sa)
 	}
-	ps := make([]message.Payload, 0, 8)
-	ps = append(ps, idr, ourAuth)
+	ps := make([]message.Payload, 0, 12)
+	ps = append(ps, idr)
+	ps = append(ps, sa.certPayloads()...)
+	ps = append(ps, ourAuth)
 	ps = w.respondChild(sa, &cr, ps)
 	w.respond(sa, message.IKE_AUTH, m.MessageID, ps)
 	sa.ourInit, sa.peerInit = nil, nil
 	w.updateTimer(sa)
 	e.log.Logf("%s: established IKE SA %s with %v (peer ID %s, %s%s)", sa.conn.name, sa, sa.remote, peer, sa.choice, natWords(sa))
+}
+
+// authHint guesses, for our log, why the peer refused our AUTH.
+func authHint(sa *ikeSA) string {
+	c := sa.conn
+	switch c.localAuth {
+	case authSig:
+		if id := c.ident.Load(); id != nil {
+			return fmt.Sprintf("our certificate %s, ID %s: untrusted, revoked, expired or not its rightid?", pki.DNString(id.Cert.RawSubject), sa.localID)
+		}
+		return "our certificate"
+	case authNull:
+		return "NULL authentication"
+	}
+	if c.remoteAuth != authPSK {
+		return fmt.Sprintf("PSK mismatch for ID %s, or its rightauth= is not secret?", sa.localID)
+	}
+	return fmt.Sprintf("PSK mismatch for IDs %s/%s?", sa.localID, sa.remoteID)
 }
 
 // authFailed answers AUTHENTICATION_FAILED and forgets the SA.
@@ -258,7 +290,7 @@ func (w *worker) refineConn(sa *ikeSA, peer identity, method message.AuthMethod,
 		if !c.matchesAddrs(sa.local.Addr(), sa.halfOpenRemote.Addr()) && !c.matchesAddrs(sa.local.Addr(), sa.remote.Addr()) {
 			continue
 		}
-		if c.auth.wire() != method || !c.remoteID.matches(peer) {
+		if !c.remoteAuth.accepts(method, c.remoteSig) || !c.remoteID.matches(peer) {
 			continue
 		}
 		score := 1
@@ -370,6 +402,7 @@ func (w *worker) authResponse(sa *ikeSA, m *message.Message, inner []message.Pay
 		tsi, tsr            *message.TrafficSelectors
 		transport           bool
 		childErr, ikeErrors message.NotifyType
+		certs               [][]byte
 	)
 	for _, pl := range inner {
 		switch x := pl.(type) {
@@ -379,6 +412,10 @@ func (w *worker) authResponse(sa *ikeSA, m *message.Message, inner []message.Pay
 			}
 		case *message.Auth:
 			auth = x
+		case *message.Cert:
+			if x.Encoding == message.CertX509Signature {
+				certs = append(certs, x.Data)
+			}
 		case *message.SA:
 			csa = x
 		case *message.TrafficSelectors:
@@ -400,7 +437,7 @@ func (w *worker) authResponse(sa *ikeSA, m *message.Message, inner []message.Pay
 		}
 	}
 	if ikeErrors == message.AuthenticationFailed {
-		w.forget(sa, errors.New("peer rejected our authentication (PSK mismatch?): it answered AUTHENTICATION_FAILED"))
+		w.forget(sa, fmt.Errorf("peer rejected our authentication (%s): it answered AUTHENTICATION_FAILED; its log says why", authHint(sa)))
 		return
 	}
 	if ikeErrors != 0 {
@@ -420,7 +457,7 @@ func (w *worker) authResponse(sa *ikeSA, m *message.Message, inner []message.Pay
 	if !sa.remoteID.matches(peer) {
 		err = fmt.Errorf("peer's ID %s does not match rightid=%s", peer, sa.remoteID)
 	} else {
-		err = w.verifyAuth(sa, idr, auth)
+		err = w.verifyAuth(sa, idr, auth, certs)
 	}
 	if err != nil {
 		// RFC 7296 §2.21.2: tell the peer in a separate INFORMATIONAL

@@ -14,6 +14,7 @@ import (
 	"goswan/config"
 	"goswan/ike/socket"
 	"goswan/kernel/memory"
+	"goswan/pki"
 )
 
 // BenchmarkSetupUDP measures IKE SA + first Child SA setups between two
@@ -23,19 +24,34 @@ import (
 // machine do, less the control socket. It reports setups/s, the latency
 // percentiles of one setup, and the heap kept per established IKE SA with
 // its Child SA (per side: both engines' and kernels' heap, halved).
+//
+// The cert-* sub-benchmarks authenticate both ends with certificates of
+// the test PKI (chain: end entity, intermediate, root; CERT payloads and
+// CERTREQ, CRLs checked from the store) instead of a PSK.
 func BenchmarkSetupUDP(b *testing.B) {
 	for _, group := range []string{"curve25519", "modp2048"} {
-		b.Run(group, func(b *testing.B) { benchSetupUDP(b, group) })
+		b.Run(group, func(b *testing.B) { benchSetupUDP(b, group, "") })
+	}
+	for _, cert := range []string{"p256", "rsa"} {
+		name := "cert-" + cert
+		if cert == "rsa" {
+			name = "cert-rsa3072"
+		}
+		b.Run(name+"/curve25519", func(b *testing.B) { benchSetupUDP(b, "curve25519", cert) })
 	}
 }
 
-func benchSetupUDP(b *testing.B, group string) {
+func benchSetupUDP(b *testing.B, group, cert string) {
+	auth := "authby=secret"
+	if cert != "" {
+		auth = "leftcert=" + cert + "\nleftid=%fromcert\nrightcert=" + cert + "\nrightid=%fromcert"
+	}
 	conn := `
 left=127.0.0.1
 leftsubnet=10.1.0.0/24
 right=127.0.0.2
 rightsubnet=10.2.0.0/24
-authby=secret
+` + auth + `
 ike=aes_gcm16_256-sha2_256-` + group + `
 esp=aes_gcm16_128
 `
@@ -48,8 +64,12 @@ esp=aes_gcm16_128
 	}
 	mk := func(addr netip.Addr) *side {
 		s := &side{k: memory.New()}
+		var certs Certificates
+		if cert != "" {
+			certs = certStore(b, getPKI(b), nil, pki.ValidatorConfig{}, nil)
+		}
 		var err error
-		s.e, err = NewEngine(Options{Kernel: s.k, Workers: runtime.GOMAXPROCS(0),
+		s.e, err = NewEngine(Options{Kernel: s.k, Workers: runtime.GOMAXPROCS(0), Certificates: certs,
 			Send:    func(p Packet) { s.socks.Send(p.Local, p.Remote, p.Data) },
 			Secrets: func() *config.Secrets { return sec }, IsLocal: func(a netip.Addr) bool { return a == addr },
 			IKEPort: ikePort, NATIKEPort: nattPort})

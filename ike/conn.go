@@ -8,11 +8,13 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"goswan/config"
 	"goswan/ike/message"
 	"goswan/kernel"
+	"goswan/pki"
 	"goswan/proposal"
 )
 
@@ -22,20 +24,46 @@ type authMethod uint8
 const (
 	authPSK authMethod = iota + 1
 	authNull
+	authSig // digital signature with a certificate (RFC 7427, methods 1, 9-11)
 )
 
 func (a authMethod) String() string {
-	if a == authNull {
+	switch a {
+	case authNull:
 		return "null"
+	case authSig:
+		return "signature"
 	}
 	return "secret"
 }
 
+// wire is the AUTH method of PSK and NULL; signatures pick theirs per IKE
+// SA (sign.go).
 func (a authMethod) wire() message.AuthMethod {
-	if a == authNull {
+	switch a {
+	case authNull:
 		return message.AuthNull
+	case authSig:
+		return message.AuthDigitalSignature
 	}
 	return message.AuthPSK
+}
+
+// accepts reports whether an AUTH payload of method m can prove an end
+// that authenticates with a.
+func (a authMethod) accepts(m message.AuthMethod, p sigPolicy) bool {
+	if a != authSig {
+		return m == a.wire()
+	}
+	switch m {
+	case message.AuthDigitalSignature:
+		return true
+	case message.AuthRSASig:
+		return p.rsa && p.rsaSHA1
+	case message.AuthECDSASHA256P256, message.AuthECDSASHA384P384, message.AuthECDSASHA512P521:
+		return p.ecdsa
+	}
+	return false
 }
 
 // conn is a validated connection, oriented so that local is this host. It
@@ -47,7 +75,18 @@ type conn struct {
 	local, remote config.End
 	localID       identity
 	remoteID      identity // any matches every peer
-	auth          authMethod
+	// localAuth is how we prove our identity (leftauth=, else authby=),
+	// remoteAuth how the peer must prove its own (rightauth=).
+	localAuth, remoteAuth authMethod
+	// remoteSig says which signatures the peer may use (authby=rsasig,
+	// ecdsa, rsa-sha2, ...; all when authby= is not set).
+	remoteSig sigPolicy
+	// certName is leftcert=; ident our certificate and key from the
+	// trust store (swapped by ReloadCertificates).
+	certName      string
+	ident         atomic.Pointer[pki.Identity]
+	sendCert      string // alwayssend, sendifasked or never
+	rightCA       string // rightca=, %same resolved
 	ike           []proposal.IKEProposal
 	esp           []proposal.ESPProposal
 	ikeSA         []message.Proposal // the IKE_SA_INIT offer
@@ -231,11 +270,11 @@ func (e *Engine) newConn(c *config.Conn) (*conn, error) {
 	}
 
 	// Authentication: authby=, refined by leftauth=/rightauth=.
-	auth, err := connAuth(c, local, remote)
-	if err != nil {
+	var err error
+	if nc.localAuth, nc.remoteAuth, nc.remoteSig, err = connAuth(c, local, remote); err != nil {
 		return nil, err
 	}
-	nc.auth = auth
+	null := nc.localAuth == authNull || nc.remoteAuth == authNull
 
 	// Addresses.
 	if !local.Addr.IsValid() && !isAnyHost(local.Host) {
@@ -248,17 +287,50 @@ func (e *Engine) newConn(c *config.Conn) (*conn, error) {
 		return nil, fmt.Errorf("%s: left=%s and right=%s are of different address families", where(c), c.Left.Host, c.Right.Host)
 	}
 
+	// Certificates.
+	if err := e.connCerts(nc, c, local, remote); err != nil {
+		return nil, err
+	}
+
 	// Identities.
-	if nc.localID, err = parseIdentity(local.ID, local.Addr, auth == authNull); err != nil {
+	if nc.localID, err = parseIdentity(local.ID, local.Addr, null); err != nil {
 		return nil, fmt.Errorf("%s: local id: %v", where(c), err)
+	}
+	if id := nc.ident.Load(); id != nil && (local.ID == "" || nc.localID.fromCert) {
+		// leftid=%fromcert, the default with leftcert=: the subject DN.
+		nc.localID = identity{typ: message.IDDERASN1DN, data: id.Cert.RawSubject}
+		nc.localID.dn, _ = pki.ParseDNDER(id.Cert.RawSubject)
+	} else if nc.localID.fromCert {
+		return nil, fmt.Errorf("%s: local id %%fromcert needs leftcert=", where(c))
+	} else if id != nil {
+		if nc.localID.typ == message.IDDERASN1DN && !nc.localID.wildcard() {
+			// Send the certificate's own encoding of an equal DN, so
+			// that a peer comparing octets agrees.
+			if subject, err := pki.ParseDNDER(id.Cert.RawSubject); err == nil {
+				if w, ok := pki.MatchDN(nc.localID.dn, subject); ok && w == 0 && len(subject) == len(nc.localID.dn) {
+					nc.localID = identity{typ: message.IDDERASN1DN, data: id.Cert.RawSubject, dn: subject}
+				}
+			}
+		}
+		if pid, err := pki.IDFromPayload(uint8(nc.localID.typ), nc.localID.data); err == nil {
+			if _, err := pki.MatchCert(id.Cert.Certificate, pid, pki.MatchOptions{}); err != nil {
+				e.log.Warnf("%s: leftid=%s is not in leftcert=%s: the peer will refuse it (%v)", where(c), nc.localID, nc.certName, err)
+			}
+		}
 	}
 	if nc.localID.any {
 		return nil, fmt.Errorf("%s: local id %q cannot be %%any (set leftid= or left= to an address)", where(c), local.ID)
 	}
-	if nc.remoteID, err = parseIdentity(remote.ID, remote.Addr, auth == authNull); err != nil {
+	if nc.remoteID, err = parseIdentity(remote.ID, remote.Addr, null); err != nil {
 		return nil, fmt.Errorf("%s: remote id: %v", where(c), err)
 	}
-	if auth == authNull && remote.ID == "" {
+	if nc.remoteID.fromCert {
+		if nc.remoteAuth != authSig {
+			return nil, fmt.Errorf("%s: remote id %%fromcert needs the peer to authenticate with a certificate (rightauth=%s)", where(c), nc.remoteAuth)
+		}
+		nc.remoteID = identity{any: true}
+	}
+	if nc.remoteAuth == authNull && remote.ID == "" {
 		nc.remoteID = identity{any: true}
 	}
 
@@ -293,35 +365,102 @@ func isAnyHost(h string) bool {
 	return false
 }
 
-func connAuth(c *config.Conn, local, remote config.End) (authMethod, error) {
-	pick := func(s string) (authMethod, bool) {
-		switch s {
-		case "secret", "psk":
-			return authPSK, true
-		case "null":
-			return authNull, true
-		}
-		return 0, false
+// sigPolicy is what a conn accepts of a peer's signatures.
+type sigPolicy struct {
+	rsa, ecdsa, eddsa bool // key types
+	rsaSHA1           bool // RSA with SHA-1 (auth method 1): authby=rsasig, rsa-sha1
+}
+
+func (p sigPolicy) add(q sigPolicy) sigPolicy {
+	return sigPolicy{rsa: p.rsa || q.rsa, ecdsa: p.ecdsa || q.ecdsa, eddsa: p.eddsa || q.eddsa, rsaSHA1: p.rsaSHA1 || q.rsaSHA1}
+}
+
+func (p sigPolicy) String() string {
+	var w []string
+	if p.rsa {
+		w = append(w, "rsasig")
 	}
-	var auth authMethod
-	if local.Auth != "" || remote.Auth != "" {
-		la, lok := pick(local.Auth)
-		ra, rok := pick(remote.Auth)
-		if !lok || !rok || la != ra {
-			return 0, fmt.Errorf("%s: leftauth=%s rightauth=%s: only secret or null, the same on both ends, are supported", where(c), local.Auth, remote.Auth)
-		}
-		return la, nil
+	if p.ecdsa {
+		w = append(w, "ecdsa")
 	}
+	if p.eddsa {
+		w = append(w, "eddsa")
+	}
+	return strings.Join(w, "+")
+}
+
+// authWord reads one authby= or leftauth= word.
+func authWord(s string) (authMethod, sigPolicy, bool) {
+	switch {
+	case s == "secret" || s == "psk":
+		return authPSK, sigPolicy{}, true
+	case s == "null":
+		return authNull, sigPolicy{}, true
+	case s == "rsasig" || s == "rsa" || s == "rsa-sha1":
+		return authSig, sigPolicy{rsa: true, rsaSHA1: true}, true
+	case strings.HasPrefix(s, "rsa-sha2"):
+		return authSig, sigPolicy{rsa: true}, true
+	case strings.HasPrefix(s, "ecdsa"):
+		return authSig, sigPolicy{ecdsa: true}, true
+	case s == "eddsa":
+		return authSig, sigPolicy{eddsa: true}, true
+	}
+	return 0, sigPolicy{}, false
+}
+
+// connAuth reads authby= and leftauth=/rightauth= as Libreswan does: an
+// end's auth= wins over authby=; authby= lists one method (secret, null)
+// or signature kinds (rsasig, ecdsa, rsa-sha2, ...), and with a
+// certificate on our end a signature kind wins over secret.
+func connAuth(c *config.Conn, local, remote config.End) (la, ra authMethod, rp sigPolicy, err error) {
+	var byMethod authMethod
+	var byPolicy sigPolicy
+	hasSig, hasOther := false, authMethod(0)
 	for _, a := range c.AuthBy {
-		if m, ok := pick(a); ok {
-			auth = m
-			break
+		m, p, ok := authWord(a)
+		if !ok {
+			return 0, 0, rp, fmt.Errorf("%s: authby=%s is not supported (use secret, null, rsasig, ecdsa, rsa-sha2, eddsa)", where(c), strings.Join(c.AuthBy, ","))
+		}
+		if m == authSig {
+			hasSig = true
+			byPolicy = byPolicy.add(p)
+		} else if hasOther == 0 {
+			hasOther = m
 		}
 	}
-	if auth == 0 {
-		return 0, fmt.Errorf("%s: authby=%s is not supported (use authby=secret or authby=null)", where(c), strings.Join(c.AuthBy, ","))
+	if c.Raw["authby"] == "" {
+		byPolicy = sigPolicy{rsa: true, ecdsa: true, eddsa: true, rsaSHA1: true}
 	}
-	return auth, nil
+	switch {
+	case hasSig && (hasOther == 0 || local.Cert != ""):
+		byMethod = authSig
+	case hasOther != 0:
+		byMethod = hasOther
+	default:
+		return 0, 0, rp, fmt.Errorf("%s: authby= is empty", where(c))
+	}
+	end := func(e config.End, side string) (authMethod, sigPolicy, error) {
+		if e.Auth == "" {
+			return byMethod, byPolicy, nil
+		}
+		m, p, ok := authWord(e.Auth)
+		if !ok {
+			return 0, p, fmt.Errorf("%s: %sauth=%s is not supported (use secret, null, rsasig, ecdsa or eddsa)", where(c), side, e.Auth)
+		}
+		return m, p, nil
+	}
+	var lp sigPolicy
+	if la, lp, err = end(local, "left"); err != nil {
+		return
+	}
+	_ = lp
+	if ra, rp, err = end(remote, "right"); err != nil {
+		return
+	}
+	if (la == authNull) != (ra == authNull) {
+		return 0, 0, rp, fmt.Errorf("%s: leftauth=%s rightauth=%s: NULL authentication must be on both ends", where(c), la, ra)
+	}
+	return la, ra, rp, nil
 }
 
 func (c *conn) canInitiate() error {
@@ -390,9 +529,11 @@ func hostTS(a netip.Addr, end config.End) []message.TrafficSelector {
 
 // identity is an IKE identity (RFC 7296 §3.5).
 type identity struct {
-	any  bool // %any: matches every peer identity
-	typ  message.IDType
-	data []byte
+	any      bool // %any: matches every peer identity
+	fromCert bool // %fromcert, before newConn resolves it
+	typ      message.IDType
+	data     []byte
+	dn       []pki.AVA // a DN (typ IDDERASN1DN), "*" values are wildcards
 }
 
 // parseIdentity reads a leftid=/rightid= value as Libreswan does; an empty
@@ -413,7 +554,7 @@ func parseIdentity(s string, addr netip.Addr, null bool) (identity, error) {
 	case "%null":
 		return identity{typ: message.IDNull}, nil
 	case "%fromcert":
-		return identity{}, errors.New("%fromcert needs certificates, which are not supported yet")
+		return identity{fromCert: true}, nil
 	}
 	if strings.HasPrefix(s, "@#") {
 		b, err := hex.DecodeString(s[2:])
@@ -435,7 +576,15 @@ func parseIdentity(s string, addr netip.Addr, null bool) (identity, error) {
 		return addrIdentity(a), nil
 	}
 	if strings.Contains(s, "=") {
-		return identity{}, fmt.Errorf("%q: ASN.1 DN identities need certificates, which are not supported yet", s)
+		dn, err := pki.ParseDN(s)
+		if err != nil {
+			return identity{}, err
+		}
+		der, err := pki.MarshalDN(dn)
+		if err != nil {
+			return identity{}, fmt.Errorf("%q: %v", s, err)
+		}
+		return identity{typ: message.IDDERASN1DN, data: der, dn: dn}, nil
 	}
 	if strings.Contains(s, "@") {
 		return identity{typ: message.IDRFC822Addr, data: []byte(s)}, nil
@@ -473,6 +622,11 @@ func (id identity) String() string {
 		return "@#" + hex.EncodeToString(id.data)
 	case message.IDNull:
 		return "ID_NULL"
+	case message.IDDERASN1DN:
+		if id.dn != nil {
+			return pki.FormatDN(id.dn)
+		}
+		return printable([]byte(pki.DNString(id.data)))
 	}
 	return fmt.Sprintf("%v:%x", id.typ, id.data)
 }
@@ -498,8 +652,36 @@ func (id identity) matches(got identity) bool {
 	switch id.typ {
 	case message.IDFQDN, message.IDRFC822Addr:
 		return strings.EqualFold(strings.TrimSuffix(string(id.data), "."), strings.TrimSuffix(string(got.data), "."))
+	case message.IDDERASN1DN:
+		if bytes.Equal(id.data, got.data) {
+			return true
+		}
+		pattern := id.dn
+		if pattern == nil {
+			var err error
+			if pattern, err = pki.ParseDNDER(id.data); err != nil {
+				return false
+			}
+		}
+		dn, err := pki.ParseDNDER(got.data)
+		if err != nil {
+			return false
+		}
+		_, ok := pki.MatchDN(pattern, dn)
+		return ok
 	}
 	return bytes.Equal(id.data, got.data)
+}
+
+// wildcard reports whether the identity is a DN pattern with "*" values,
+// which is no identity to send as IDr.
+func (id identity) wildcard() bool {
+	for _, a := range id.dn {
+		if a.Value == "*" {
+			return true
+		}
+	}
+	return false
 }
 
 // payload is the identity as an IDi (or IDr) payload.

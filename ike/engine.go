@@ -140,6 +140,13 @@ type Options struct {
 	// IKE SA of a conn for a peer ID replaces the older ones of that conn
 	// and peer ID, which are deleted with the peer.
 	UniqueIDs bool
+	// Certificates is the trust store for certificate authentication
+	// (leftcert=, rightauth=rsasig/ecdsa/eddsa); nil allows only PSK and
+	// NULL authentication.
+	Certificates Certificates
+	// VerifyTimeout bounds the validation of one peer certificate, CRL
+	// and OCSP fetches included (default DefaultVerifyTimeout).
+	VerifyTimeout time.Duration
 	// VirtualPrivate (config setup virtual-private=) lists the private
 	// networks a peer behind a NAT may claim as its traffic selector
 	// where its conn has no rightsubnet= (the host end is then what the
@@ -219,6 +226,11 @@ type Engine struct {
 
 	// fragSize overrides the fragment size (tests).
 	fragSize int
+	// rsaPKCS1 signs method 14 RSA AUTH payloads with PKCS#1 v1.5
+	// instead of RSASSA-PSS, and noSigHashes leaves
+	// SIGNATURE_HASH_ALGORITHMS out of IKE_SA_INIT, as a pre-RFC 7427
+	// peer does (tests).
+	rsaPKCS1, noSigHashes bool
 }
 
 // NewEngine checks o and starts the workers.
@@ -246,6 +258,9 @@ func NewEngine(o Options) (*Engine, error) {
 	}
 	if o.HalfOpenTimeout <= 0 {
 		o.HalfOpenTimeout = DefaultHalfOpenTimeout
+	}
+	if o.VerifyTimeout <= 0 {
+		o.VerifyTimeout = DefaultVerifyTimeout
 	}
 	if o.DDoSThreshold == 0 {
 		o.DDoSThreshold = DefaultDDoSThreshold

@@ -544,7 +544,7 @@ func TestWrongPSK(t *testing.T) {
 	b := newBed(t, baseConn, baseConn)
 	b.eSecrets = psk("192.0.2.1 192.0.2.2 : another-secret")
 	r := b.up()
-	if r.done != 1 || r.err == nil || !strings.Contains(r.err.Error(), "peer rejected our authentication (PSK mismatch?)") {
+	if r.done != 1 || r.err == nil || !strings.Contains(r.err.Error(), "peer rejected our authentication (PSK mismatch for IDs 192.0.2.1/192.0.2.2?)") {
 		t.Fatalf("up: done %d err %v", r.done, r.err)
 	}
 	if !b.eastLog.has("peer's AUTH payload does not match the PSK for IDs 192.0.2.2/192.0.2.1") {
@@ -927,10 +927,13 @@ func (k *failingKernel) AddSA(ctx context.Context, sa *kernel.SA) error {
 func TestAddConnErrors(t *testing.T) {
 	e, _ := NewEngine(Options{Kernel: memory.New(), Send: func(Packet) {}})
 	for _, tc := range []struct{ conf, want string }{
-		{"left=192.0.2.1\nright=192.0.2.2", "authby=rsasig,ecdsa is not supported"},
+		{"left=192.0.2.1\nright=192.0.2.2", "set leftcert="},
+		{"left=192.0.2.1\nright=192.0.2.2\nauthby=secret\nleftcert=gw", "no trust store"},
+		{"left=192.0.2.1\nright=192.0.2.2\nauthby=secret\nrightauth=ecdsa", "no trust store"},
 		{"left=192.0.2.1\nright=peer.example.com\nauthby=secret", "not an IP address"},
 		{"left=192.0.2.1\nright=2001:db8::1\nauthby=secret", "different address families"},
-		{"left=192.0.2.1\nright=192.0.2.2\nauthby=secret\nrightid=\"C=CH, CN=x\"", "certificates"},
+		{"left=192.0.2.1\nright=192.0.2.2\nauthby=secret\nrightid=%fromcert", "%fromcert needs"},
+		{"left=192.0.2.1\nright=192.0.2.2\nauthby=secret\nrightid=\"C=CH, XX=x\"", "remote id"},
 		{"left=192.0.2.1\nright=192.0.2.2\nauthby=secret\ntype=transport\nleftsubnet=10.0.0.0/24", "type=transport with leftsubnet"},
 	} {
 		err := e.AddConn(parseConn(t, tc.conf))

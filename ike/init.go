@@ -28,8 +28,33 @@ const maxInvalidKE = 3
 const maxCookies = 3
 
 // signatureHashAlgorithms is the SIGNATURE_HASH_ALGORITHMS data (RFC 7427
-// §4): SHA2-256, SHA2-384, SHA2-512.
-var signatureHashAlgorithms = []byte{0, 2, 0, 3, 0, 4}
+// §4, RFC 8420): SHA2-256, SHA2-384, SHA2-512, Identity (Ed25519).
+var signatureHashAlgorithms = crypto.AppendSignatureHashes(nil, crypto.DefaultSignatureHashes)
+
+// peerSigHashes reads the peer's SIGNATURE_HASH_ALGORITHMS, if any: nil
+// when it sent none (an empty one counts as none).
+func peerSigHashes(ps []message.Payload) []crypto.SignatureHash {
+	for _, p := range ps {
+		if n, ok := p.(*message.Notify); ok && n.NotifyType == message.SignatureHashAlgorithms {
+			hs, err := crypto.ParseSignatureHashes(n.Data)
+			if err != nil || len(hs) == 0 {
+				return nil
+			}
+			return hs
+		}
+	}
+	return nil
+}
+
+// hasCertReq reports whether ps holds a CERTREQ payload.
+func hasCertReq(ps []message.Payload) bool {
+	for _, p := range ps {
+		if _, ok := p.(*message.CertReq); ok {
+			return true
+		}
+	}
+	return false
+}
 
 func (w *worker) newNonce() ([]byte, error) {
 	n := make([]byte, nonceSize)
@@ -109,7 +134,16 @@ func (w *worker) initPayloads(sa *ikeSA, response bool, saPayload *message.SA) [
 	if (!response && sa.conn.fragmentation) || (response && sa.fragPeer) {
 		ps = append(ps, &message.Notify{NotifyType: message.IKEv2FragmentationSupported})
 	}
-	ps = append(ps, &message.Notify{NotifyType: message.SignatureHashAlgorithms, Data: signatureHashAlgorithms})
+	if response {
+		// RFC 7296 §3.7: the responder asks for the initiator's
+		// certificate here, the initiator in IKE_AUTH.
+		if cr := w.e.responderCertReq(sa); cr != nil {
+			ps = append(ps, cr)
+		}
+	}
+	if !w.e.noSigHashes {
+		ps = append(ps, &message.Notify{NotifyType: message.SignatureHashAlgorithms, Data: signatureHashAlgorithms})
+	}
 	if v := w.e.o.VendorID; v != "" {
 		ps = append(ps, &message.VendorID{Data: []byte(v)})
 	}
@@ -258,6 +292,8 @@ func (w *worker) respondInit(p Packet) {
 	}
 	sa.natUs, sa.natPeer, _ = checkNAT(m.SPIi, [8]byte{}, m.Payloads, p.Local, p.Remote)
 	sa.fragPeer = frag && c.fragmentation
+	sa.peerHashes = peerSigHashes(m.Payloads)
+	sa.peerCertReq = hasCertReq(m.Payloads)
 	if sa.nr, err = w.newNonce(); err != nil {
 		return
 	}
@@ -421,6 +457,8 @@ func (w *worker) initResponse(sa *ikeSA, p Packet) {
 	sa.spir = m.SPIr
 	sa.choice = choice
 	sa.fragPeer = frag && sa.conn.fragmentation
+	sa.peerHashes = peerSigHashes(m.Payloads)
+	sa.peerCertReq = hasCertReq(m.Payloads)
 	sa.nr = bytes.Clone(nonce.Data)
 	if err := w.deriveKeys(sa, gir); err != nil {
 		clear(gir)

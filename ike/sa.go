@@ -65,6 +65,11 @@ type ikeSA struct {
 	skOut, skIn *crypto.SK
 
 	localID, remoteID identity
+	// peerHashes is the peer's SIGNATURE_HASH_ALGORITHMS (nil when it
+	// sent none: then only the older signature methods), peerCertReq
+	// whether it sent a CERTREQ.
+	peerHashes  []crypto.SignatureHash
+	peerCertReq bool
 
 	nextMsgID uint32   // our next request
 	out       *request // our outstanding request (window 1)

@@ -91,7 +91,7 @@ func (e *Engine) Status() Status {
 		cs := ConnStatus{
 			Name: c.name, Local: c.local.Host, Remote: c.remote.Host,
 			LocalID: c.localID.String(), RemoteID: c.remoteID.String(),
-			AuthBy: c.auth.String(), Type: "tunnel",
+			AuthBy: authByString(c), Type: "tunnel",
 			IKE: proposal.FormatIKE(c.ike), ESP: proposal.FormatESP(c.esp),
 			Encapsulation: c.cfg.Encapsulation, Narrowing: c.narrowing,
 		}
@@ -180,4 +180,13 @@ func (e *Engine) Status() Status {
 		}
 	}
 	return st
+}
+
+// authByString is how the conn authenticates, ours then the peer's when
+// they differ: "secret", "signature/secret".
+func authByString(c *conn) string {
+	if c.localAuth == c.remoteAuth {
+		return c.localAuth.String()
+	}
+	return c.localAuth.String() + "/" + c.remoteAuth.String()
 }

@@ -219,7 +219,20 @@ func (d *daemon) handle(ctx context.Context, req *ctl.Request, stream func(strin
 		if err := d.loadSecrets(false); err != nil {
 			return ctl.Errorf(ctl.StatusFailed, "secrets not reloaded, the old ones stay in use: %v", err)
 		}
+		if req.Command == ctl.CmdRereadAll {
+			if err := d.rereadCerts(); err != nil {
+				return ctl.Errorf(ctl.StatusFailed, "trust store %s not reloaded, the old one stays in use: %v", d.s.nssdir, err)
+			}
+			say("reloaded the trust store %s", d.s.nssdir)
+		} else {
+			// Keys of leftcert= may live in ipsec.secrets.
+			d.ike.eng.ReloadCertificates()
+		}
 		return ctl.OK("")
+	case ctl.CmdListCerts, ctl.CmdListCACerts, ctl.CmdListCRLs, ctl.CmdListPubKeys:
+		return d.listCerts(req)
+	case ctl.CmdFetchCRLs:
+		return d.fetchCRLs(ctx, say)
 	case ctl.CmdDebug:
 		return d.setDebug(req)
 	case ctl.CmdStatus:
@@ -405,6 +418,10 @@ type globalInfo struct {
 	UniqueIDs   bool     `json:"uniqueids"`
 	KeepAlive   string   `json:"keep_alive"`
 	CRLStrict   bool     `json:"crl_strict"`
+	CRLCheck    string   `json:"crlcheckinterval"`
+	OCSPEnable  bool     `json:"ocsp_enable"`
+	OCSPStrict  bool     `json:"ocsp_strict"`
+	NSSDir      string   `json:"nssdir"`
 	VirtualPriv string   `json:"virtual_private,omitempty"`
 }
 
@@ -423,6 +440,7 @@ func (d *daemon) global() globalInfo {
 		NHelpers: d.s.nhelpers, Debug: d.log.Debug().String(), Conns: n,
 		IKESAs: len(est.IKESAs), ChildSAs: len(est.ChildSAs),
 		UniqueIDs: d.s.uniqueids, KeepAlive: d.s.keepAlive.String(), CRLStrict: d.s.crlStrict,
+		CRLCheck: d.s.crlCheckInterval.String(), OCSPEnable: d.s.ocspEnable, OCSPStrict: d.s.ocspStrict, NSSDir: d.s.nssdir,
 		VirtualPriv: d.s.virtualPrivate.String(),
 	}
 	for _, a := range d.s.listen {
@@ -518,6 +536,10 @@ func (d *daemon) globalStatus(req *ctl.Request) *ctl.Result {
 		"config.setup.uniqueids":        g.UniqueIDs,
 		"config.setup.keep-alive":       g.KeepAlive,
 		"config.setup.crl-strict":       g.CRLStrict,
+		"config.setup.crlcheckinterval": g.CRLCheck,
+		"config.setup.ocsp-enable":      g.OCSPEnable,
+		"config.setup.ocsp-strict":      g.OCSPStrict,
+		"config.setup.nssdir":           g.NSSDir,
 		"config.setup.protostack":       g.Backend,
 		"config.setup.virtual-private":  g.VirtualPriv,
 		"config.setup.plutodebug":       g.Debug,

@@ -24,6 +24,7 @@ import (
 	"goswan/kernel/pfkey"
 	"goswan/kernel/xfrm"
 	"goswan/logging"
+	"goswan/pki"
 )
 
 // testKernelEnv, set to "memory", makes pluto keep its SAs in memory
@@ -88,12 +89,22 @@ type ikeStack struct {
 	stop  chan struct{}
 	wg    sync.WaitGroup
 
+	// validator holds the trust store and the fetched CRLs and OCSP
+	// answers; cancelFetch ends its fetches at shutdown.
+	validator   *pki.Validator
+	cancelFetch context.CancelFunc
+
 	closeOnce sync.Once
 	leftover  int // SAs the engine still held after Close, for the leak detective
 }
 
 func startIKE(s *settings, log *logging.Logger, secrets func() *config.Secrets) (*ikeStack, error) {
 	st := &ikeStack{stop: make(chan struct{})}
+	store, err := loadTrustStore(s, log)
+	if err != nil {
+		return nil, err
+	}
+	st.validator = newValidator(s, store, log)
 	kern, dp, err := newIPsec(s, log, func(local, remote netip.AddrPort, pkt []byte) error {
 		return st.socks.SendESP(local, remote, pkt)
 	})
@@ -115,6 +126,7 @@ func startIKE(s *settings, log *logging.Logger, secrets func() *config.Secrets) 
 		VirtualPrivate:     s.virtualPrivate,
 		Kernel:             kern,
 		Secrets:            secrets,
+		Certificates:       ike.NewCertificates(st.validator, secrets),
 		Log:                log,
 		Workers:            s.nhelpers,
 		Send:               st.send,
@@ -157,6 +169,12 @@ func startIKE(s *settings, log *logging.Logger, secrets func() *config.Secrets) 
 	st.wg.Add(2)
 	go st.tick()
 	go st.events()
+	fetchCtx, cancel := context.WithCancel(context.Background())
+	st.cancelFetch = cancel
+	if s.crlCheckInterval > 0 {
+		st.wg.Add(1)
+		go st.refreshCRLs(fetchCtx, s.crlCheckInterval, log)
+	}
 	return st, nil
 }
 
@@ -255,6 +273,9 @@ func (st *ikeStack) close() {
 		cancel()
 		es := st.eng.Status()
 		st.leftover = len(es.IKESAs) + len(es.ChildSAs)
+		if st.cancelFetch != nil {
+			st.cancelFetch()
+		}
 		if st.stop != nil {
 			select {
 			case <-st.stop:

@@ -43,6 +43,11 @@ type options struct {
 	keepAlive                    int
 	forceBusy, crlStrict         bool
 	crlCheckInterval             int
+	ocspEnable, ocspStrict       bool
+	ocspTimeout                  int
+	ocspURI, ocspMethod          string
+	ocspCacheMinAge              int
+	ocspCacheMaxAge              int
 	listen                       []string
 	nhelpers, seedbits           int
 	statsbin                     string
@@ -105,7 +110,7 @@ func newFlagSet(o *options, stderr io.Writer) *pflag.FlagSet {
 	fs.StringVar(&o.config, "config", "", "read `config setup` from FILE and load its conns that have auto=add, ondemand or start")
 	fs.StringVar(&o.secretsfile, "secretsfile", defaultSecretsfile, "the secrets file; a glob: every matching file is read")
 	fs.StringVar(&o.ipsecdir, "ipsecdir", defaultIpsecdir, "directory that relative include and key paths are resolved against")
-	fs.StringVar(&o.nssdir, "nssdir", defaultNssdir, "the trust store: a folder of PEM files (CA certificates, our certificates, private keys, CRLs); there is no NSS database here")
+	fs.StringVar(&o.nssdir, "nssdir", defaultNssdir, "the trust store, a folder of PEM or DER files (no NSS database): cacerts/ the trusted CAs; certs/ our certificates, each optionally followed by its intermediates, named by leftcert= (file name, nickname or CN); private/ their keys (PKCS#8, PKCS#1, SEC1; mode 0700; encrypted keys go in ipsec.secrets as ': RSA|ECDSA|EDDSA FILE \"PASSPHRASE\"'); crls/ CRLs. Reloaded by \"ipsec rereadall\"")
 	fs.StringVar(&o.coredir, "coredir", "", "directory where a crash report with every goroutine's stack is written if the daemon panics (default: the run directory)")
 
 	fs.StringVar(&o.vendorid, "vendorid", "", "the Vendor ID to send (default: goswan's own)")
@@ -114,7 +119,14 @@ func newFlagSet(o *options, stderr io.Writer) *pflag.FlagSet {
 	fs.IntVar(&o.keepAlive, "keep-alive", 20, "seconds between NAT-T keep-alive packets sent from behind a NAT")
 	fs.BoolVar(&o.forceBusy, "force-busy", false, "always answer IKE_SA_INIT with a COOKIE (DoS mode), for testing")
 	fs.BoolVar(&o.crlStrict, "crl-strict", false, "refuse certificates whose CRL is not loaded or is stale")
-	fs.IntVar(&o.crlCheckInterval, "crlcheckinterval", 0, "seconds between CRL refreshes (0: never)")
+	fs.IntVar(&o.crlCheckInterval, "crlcheckinterval", 0, "seconds between CRL refreshes; when set, CRLs are also fetched from the certificates' HTTP distribution points (0: never, only crls/)")
+	fs.BoolVar(&o.ocspEnable, "ocsp-enable", false, "check the peer's certificates with their OCSP responder (ocsp-enable=yes)")
+	fs.BoolVar(&o.ocspStrict, "ocsp-strict", false, "refuse a certificate whose OCSP responder cannot be reached or answers unknown (ocsp-strict=yes)")
+	fs.IntVar(&o.ocspTimeout, "ocsp-timeout", 2, "seconds to wait for an OCSP responder (ocsp-timeout=)")
+	fs.StringVar(&o.ocspURI, "ocsp-uri", "", "ask this OCSP responder instead of the one the certificate names (ocsp-uri=)")
+	fs.StringVar(&o.ocspMethod, "ocsp-method", "get", "OCSP request method: get or post (ocsp-method=)")
+	fs.IntVar(&o.ocspCacheMinAge, "ocsp-cache-min-age", 3600, "seconds an OCSP answer is kept at least (ocsp-cache-min-age=)")
+	fs.IntVar(&o.ocspCacheMaxAge, "ocsp-cache-max-age", 86400, "seconds an OCSP answer is kept at most (ocsp-cache-max-age=)")
 	fs.StringSliceVar(&o.listen, "listen", nil, "listen for IKE on these addresses only (repeatable or comma-separated; default: all)")
 	fs.IntVar(&o.nhelpers, "nhelpers", -1, "crypto workers: -1 one per CPU less one (at least one), 0 do crypto inline, N exactly N")
 	fs.IntVar(&o.seedbits, "seedbits", 0, "bits of extra seed to read from the system's random source at start (0: none)")

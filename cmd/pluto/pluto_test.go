@@ -614,6 +614,16 @@ func TestSyslog(t *testing.T) {
 	if !strings.HasPrefix(msg, "<86>") || !strings.Contains(msg, "pluto") || !strings.Contains(msg, "Starting goswan pluto") {
 		t.Errorf("syslog message %q; want <86> (authpriv.info) from pluto", msg)
 	}
+	// Keep reading: a unix datagram socket holds only a few messages, and
+	// a full one blocks the daemon's next log line.
+	go func() {
+		for {
+			if _, err := conn.Read(buf); err != nil {
+				return
+			}
+		}
+	}()
+	conn.SetReadDeadline(time.Time{})
 	cmd.Process.Signal(syscall.SIGTERM)
 	cmd.Wait()
 }

@@ -46,6 +46,13 @@ type settings struct {
 	forceBusy        bool
 	crlStrict        bool
 	crlCheckInterval time.Duration
+	ocspEnable       bool
+	ocspStrict       bool
+	ocspTimeout      time.Duration
+	ocspURI          string
+	ocspMethod       string // get or post
+	ocspCacheMinAge  time.Duration
+	ocspCacheMaxAge  time.Duration
 	listen           []netip.Addr
 	nhelpers         int // resolved: 0 means inline
 	seedbits         int
@@ -193,6 +200,43 @@ func resolve(o *options) (s *settings, help string, err error) {
 	s.crlCheckInterval = time.Duration(o.crlCheckInterval) * time.Second
 	if fromFile("crlcheckinterval", "crlcheckinterval") {
 		s.crlCheckInterval = setup.CRLCheckInterval
+	}
+	s.ocspEnable, s.ocspStrict, s.ocspURI, s.ocspMethod = o.ocspEnable, o.ocspStrict, o.ocspURI, o.ocspMethod
+	if fromFile("ocsp-enable", "ocsp-enable") {
+		s.ocspEnable = setup.OCSPEnable
+	}
+	if fromFile("ocsp-strict", "ocsp-strict") {
+		s.ocspStrict = setup.OCSPStrict
+	}
+	if fromFile("ocsp-uri", "ocsp-uri") {
+		s.ocspURI = setup.OCSPURI
+	}
+	if fromFile("ocsp-method", "ocsp-method") {
+		s.ocspMethod = setup.OCSPMethod
+	}
+	if s.ocspMethod = strings.ToLower(s.ocspMethod); s.ocspMethod != "get" && s.ocspMethod != "post" {
+		return nil, "", fmt.Errorf("--ocsp-method %q: want get or post", s.ocspMethod)
+	}
+	if s.ocspURI != "" && !strings.HasPrefix(s.ocspURI, "http://") && !strings.HasPrefix(s.ocspURI, "https://") {
+		return nil, "", fmt.Errorf("--ocsp-uri %q: want an http:// or https:// URL", s.ocspURI)
+	}
+	for _, d := range []struct {
+		flag, key string
+		secs      int
+		fileVal   time.Duration
+		dst       *time.Duration
+	}{
+		{"ocsp-timeout", "ocsp-timeout", o.ocspTimeout, setup.OCSPTimeout, &s.ocspTimeout},
+		{"ocsp-cache-min-age", "ocsp-cache-min-age", o.ocspCacheMinAge, setup.OCSPCacheMinAge, &s.ocspCacheMinAge},
+		{"ocsp-cache-max-age", "ocsp-cache-max-age", o.ocspCacheMaxAge, setup.OCSPCacheMaxAge, &s.ocspCacheMaxAge},
+	} {
+		if d.secs < 0 {
+			return nil, "", fmt.Errorf("--%s %d: want 0 or more seconds", d.flag, d.secs)
+		}
+		*d.dst = time.Duration(d.secs) * time.Second
+		if fromFile(d.flag, d.key) {
+			*d.dst = d.fileVal
+		}
 	}
 	if o.changed("listen") {
 		for _, a := range o.listen {

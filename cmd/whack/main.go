@@ -55,6 +55,11 @@ var actions = []action{
 	{flag: "initiate", command: ctl.CmdUp, needsName: true, help: "bring connection --name up"},
 	{flag: "status", command: ctl.CmdStatus, json: true, help: "show pluto's status"},
 	{flag: "trafficstatus", command: ctl.CmdTrafficStatus, withName: true, json: true, help: "show traffic of the established Child SAs"},
+	{flag: "listcerts", command: ctl.CmdListCerts, json: true, help: "list our certificates"},
+	{flag: "listcacerts", command: ctl.CmdListCACerts, json: true, help: "list the trusted CA certificates"},
+	{flag: "listcrls", command: ctl.CmdListCRLs, json: true, help: "list the CRLs, loaded and fetched"},
+	{flag: "listpubkeys", command: ctl.CmdListPubKeys, json: true, help: "list the public keys"},
+	{flag: "fetchcrls", command: ctl.CmdFetchCRLs, help: "fetch the CRLs now"},
 	{flag: "shutdown", command: ctl.CmdShutdown, help: "stop pluto"},
 }
 
