@@ -360,7 +360,7 @@ func (w *worker) respondChild(sa *ikeSA, cr *childRequest, ps []message.Payload)
 		w.releaseSPI(sa, child)
 		return fail(message.NoProposalChosen, "deriving keys: %v", err)
 	}
-	err = w.installChild(sa, child, keys)
+	err = w.installChild(sa, child, keys, sa.initiator)
 	keys.Wipe()
 	if err != nil {
 		w.releaseSPI(sa, child)
@@ -546,7 +546,7 @@ func (w *worker) authResponse(sa *ikeSA, m *message.Message, inner []message.Pay
 		childFail(err, true)
 		return
 	}
-	err = w.installChild(sa, child, keys)
+	err = w.installChild(sa, child, keys, sa.initiator)
 	keys.Wipe()
 	if err != nil {
 		childFail(fmt.Errorf("kernel: %v", err), true)

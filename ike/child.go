@@ -238,7 +238,11 @@ func mirror(ss []kernel.Selector) []kernel.Selector {
 // installChild installs c through the kernel: the inbound SA, the
 // outbound SA, then the out, in and fwd policies. On failure everything
 // installed is removed again.
-func (w *worker) installChild(sa *ikeSA, c *childSA, keys *crypto.ChildKeys) error {
+// weInitiated says whether we started the exchange that made this Child
+// SA (IKE_AUTH or CREATE_CHILD_SA): KEYMAT's first keys are for the
+// exchange initiator's outbound direction (RFC 7296 §2.17), which is not
+// always the IKE SA's initiator.
+func (w *worker) installChild(sa *ikeSA, c *childSA, keys *crypto.ChildKeys, weInitiated bool) error {
 	k := w.e.o.Kernel
 	cfg := sa.conn.cfg
 	local, remote := sa.local.Addr().Unmap(), sa.remote.Addr().Unmap()
@@ -266,7 +270,7 @@ func (w *worker) installChild(sa *ikeSA, c *childSA, keys *crypto.ChildKeys) err
 		}
 	}
 	outEncr, outInteg, inEncr, inInteg := keys.EncrI, keys.IntegI, keys.EncrR, keys.IntegR
-	if !sa.initiator {
+	if !weInitiated {
 		outEncr, outInteg, inEncr, inInteg = inEncr, inInteg, outEncr, outInteg
 	}
 	var mark *kernel.Mark

@@ -425,7 +425,7 @@ func (w *worker) childRekeyResponse(sa *ikeSA, c *childSA, r *childRekey, inner 
 		lost(err.Error())
 		return
 	}
-	err = w.installChild(sa, nc, keys)
+	err = w.installChild(sa, nc, keys, true)
 	keys.Wipe()
 	if err != nil {
 		lost(fmt.Sprintf("kernel: %v", err))
@@ -575,7 +575,7 @@ func (w *worker) createChildRequest(sa *ikeSA, m *message.Message, inner []messa
 		fail(message.NoProposalChosen, "deriving keys: %v", err)
 		return
 	}
-	err = w.installChild(sa, nc, keys)
+	err = w.installChild(sa, nc, keys, false)
 	keys.Wipe()
 	if err != nil {
 		w.releaseSPI(sa, nc)
