@@ -825,7 +825,9 @@ func (sa *SA) open(dst, pkt []byte, commit bool) ([]byte, uint64, error) {
 		return dst[:start], 0, sa.drop(DropPolicy)
 	}
 	if commit {
-		sa.account(len(payload))
+		// Count what Seal counts: the inner packet in tunnel mode, the
+		// payload after the IP header in transport mode.
+		sa.account(len(payload) - hl)
 	}
 	return dst[:start+len(payload)], seq, nil
 }

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"sync"
 
 	"github.com/vishvananda/netlink"
 	wgtun "golang.zx2c4.com/wireguard/tun"
@@ -25,6 +26,12 @@ const DefaultName = "ipsec0"
 type KernelTUN struct {
 	wgtun.Device
 	name string
+
+	// Host routes (transport mode), hostroute_linux.go.
+	hmu        sync.Mutex
+	bypass     []uint16 // the daemon's UDP source ports
+	rulesOn    bool
+	hostRoutes int
 }
 
 // NewKernelTUN creates the TUN device name (DefaultName when empty) with

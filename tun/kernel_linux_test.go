@@ -95,11 +95,105 @@ func kernelTUNInNamespace(t *testing.T) {
 	if err := tn.DeleteRoute(remote); err != nil {
 		t.Errorf("deleting a route twice: %v", err)
 	}
+	hostRoutesInNamespace(t, tn, name)
 	if err := tn.Close(); err != nil {
 		t.Fatal(err)
+	}
+	if n := countOurRules(t); n != 0 {
+		t.Errorf("%d host-route rules left after Close", n)
 	}
 	if _, err := netlink.LinkByName(name); err == nil {
 		t.Fatalf("%s still there after Close", name)
 	}
 	t.Logf("%s: up, MTU %d, address and route set, removed", name, mtu)
+}
+
+// countOurRules counts goswan's host-route rules, both families.
+func countOurRules(t *testing.T) int {
+	t.Helper()
+	n := 0
+	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+		rules, err := netlink.RuleList(fam)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range rules {
+			if ours(&rules[i]) {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+func tableRoutes(t *testing.T) []netlink.Route {
+	t.Helper()
+	rs, err := netlink.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Table: HostRouteTable}, netlink.RT_FILTER_TABLE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rs
+}
+
+// hostRoutesInNamespace checks the transport-mode host routes: leftovers
+// of a crashed run go at PrepareHostRoutes, the first route brings the
+// rules (bypass per port and family, then the table) and a loose
+// rp_filter, the last one takes them away.
+func hostRoutesInNamespace(t *testing.T, tn *KernelTUN, name string) {
+	if err := tn.AddHostRoute(netip.MustParsePrefix("10.9.9.9/32"), netip.Addr{}); err == nil {
+		t.Error("AddHostRoute before PrepareHostRoutes succeeded")
+	}
+	// What a crashed run leaves: its rules.
+	left := netlink.NewRule()
+	left.Priority, left.Table, left.IifName = HostRulePriority+1, HostRouteTable, "lo"
+	if err := netlink.RuleAdd(left); err != nil {
+		t.Fatal(err)
+	}
+	left = netlink.NewRule()
+	left.Priority, left.Table, left.IPProto, left.Sport = HostRulePriority, 254, 17, netlink.NewRulePortRange(500, 500)
+	if err := netlink.RuleAdd(left); err != nil {
+		t.Fatal(err)
+	}
+	if n := countOurRules(t); n != 2 {
+		t.Fatalf("%d leftover rules set up, want 2", n)
+	}
+	if err := tn.PrepareHostRoutes(500, 4500); err != nil {
+		t.Fatal(err)
+	}
+	if n := countOurRules(t); n != 0 {
+		t.Fatalf("%d leftover rules after PrepareHostRoutes, want 0", n)
+	}
+	src := netip.MustParseAddr("10.1.0.1")
+	a, b := netip.MustParsePrefix("10.9.9.9/32"), netip.MustParsePrefix("10.9.9.10/32")
+	for _, p := range []netip.Prefix{a, b} {
+		if err := tn.AddHostRoute(p, src); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := countOurRules(t); n != 6 { // 2 ports + the table, 2 families
+		t.Errorf("%d rules with two host routes, want 6", n)
+	}
+	rs := tableRoutes(t)
+	if len(rs) != 2 || !rs[0].Src.Equal(src.AsSlice()) {
+		t.Errorf("table %d: %v, want two routes from %v", HostRouteTable, rs, src)
+	}
+	if v, err := os.ReadFile("/proc/sys/net/ipv4/conf/" + name + "/rp_filter"); err != nil || string(v) != "2\n" {
+		t.Errorf("rp_filter of %s: %q, %v; want 2", name, v, err)
+	}
+	if err := tn.DeleteHostRoute(a, src); err != nil {
+		t.Fatal(err)
+	}
+	if n := countOurRules(t); n != 6 {
+		t.Errorf("%d rules with one host route left, want 6", n)
+	}
+	if err := tn.DeleteHostRoute(b, src); err != nil {
+		t.Fatal(err)
+	}
+	if n, rs := countOurRules(t), tableRoutes(t); n != 0 || len(rs) != 0 {
+		t.Errorf("after the last host route: %d rules, routes %v; want none", n, rs)
+	}
+	// Close takes away what is left.
+	if err := tn.AddHostRoute(a, src); err != nil {
+		t.Fatal(err)
+	}
 }

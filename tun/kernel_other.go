@@ -26,3 +26,12 @@ func (t *KernelTUN) AddRoute(dst netip.Prefix) error { return errNoKernelTUN }
 
 // DeleteRoute fails on this system.
 func (t *KernelTUN) DeleteRoute(dst netip.Prefix) error { return errNoKernelTUN }
+
+// PrepareHostRoutes fails on this system.
+func (t *KernelTUN) PrepareHostRoutes(ports ...uint16) error { return errNoKernelTUN }
+
+// AddHostRoute fails on this system.
+func (t *KernelTUN) AddHostRoute(dst netip.Prefix, src netip.Addr) error { return errNoKernelTUN }
+
+// DeleteHostRoute fails on this system.
+func (t *KernelTUN) DeleteHostRoute(dst netip.Prefix, src netip.Addr) error { return errNoKernelTUN }

@@ -8,6 +8,15 @@ package main
 // conn's leftsourceip=, or its leftsubnet= when that is one host. They are
 // known once a conn is loaded, so the data plane starts with the first
 // conn that gives one; the engine reaches it through lazyIPsec meanwhile.
+//
+// Transport mode (type=transport) protects the packets between this
+// host's own address and the peer's. On a kernel TUN the back end routes
+// the peer's address into the TUN through a routing table of its own, by
+// policy routing that lets the daemon's IKE and NAT-T datagrams (their
+// source ports) pass by (tun/hostroute_linux.go); a transport conn starts
+// the data plane without tunnel addresses. A netstack cannot: its
+// addresses are tunnel addresses, not the host's, so a transport conn is
+// refused when it is loaded.
 
 import (
 	"context"
@@ -54,6 +63,8 @@ func newDataPlane(s *settings, log *logging.Logger, sendESP func(local, remote n
 }
 
 // tunnelAddrs returns the tunnel addresses conn c gives this host.
+// A transport conn's subnets are the host's own addresses, never tunnel
+// addresses: only its sourceip= counts.
 func tunnelAddrs(c *config.Conn, listen []netip.Addr) []netip.Addr {
 	local := &c.Left
 	if c.Right.Addr.IsValid() && isLocal(listen, c.Right.Addr) && !(c.Left.Addr.IsValid() && isLocal(listen, c.Left.Addr)) {
@@ -61,6 +72,9 @@ func tunnelAddrs(c *config.Conn, listen []netip.Addr) []netip.Addr {
 	}
 	if local.SourceIP.IsValid() {
 		return []netip.Addr{local.SourceIP}
+	}
+	if isTransport(c) {
+		return nil
 	}
 	var out []netip.Addr
 	for _, p := range local.Subnets {
@@ -76,9 +90,17 @@ func tunnelAddrs(c *config.Conn, listen []netip.Addr) []netip.Addr {
 // netstack cannot take addresses once made: a conn that needs a new one is
 // refused with words that say so.
 func (dp *dataPlane) addConn(c *config.Conn) error {
+	transport := isTransport(c)
+	if transport && dp.s.backend == kernel.Netstack {
+		return fmt.Errorf("type=transport is not supported with %s: transport mode protects this host's own address, and the netstack's addresses are tunnel addresses, not the host's; use type=tunnel with leftsourceip= (or --use-userspace, or the kernel's XFRM)", dp.s.backend.Flag())
+	}
 	want := tunnelAddrs(c, dp.s.listen)
 	dp.mu.Lock()
 	defer dp.mu.Unlock()
+	if transport && dp.us == nil && dp.s.backend == kernel.Userspace {
+		// The data plane need not have an address: start it.
+		return dp.start(want)
+	}
 	var missing []netip.Addr
 	for _, a := range want {
 		if !slices.Contains(dp.addrs, a) {
@@ -131,6 +153,14 @@ func (dp *dataPlane) start(addrs []netip.Addr) error {
 	cfg := userspace.Config{Device: dev, SendESP: dp.sendESP, SendESPBatch: dp.sendESPBatch, Logf: dp.log.Logf, MTU: tunnelMTU}
 	if dp.ktun != nil {
 		cfg.AddRoute, cfg.DeleteRoute = dp.ktun.AddRoute, dp.ktun.DeleteRoute
+		// Transport mode: host routes that the daemon's own IKE and
+		// NAT-T datagrams pass by. Also removes the rules a crashed
+		// earlier run left.
+		if err := dp.ktun.PrepareHostRoutes(uint16(dp.s.ikeport), uint16(dp.s.natikeport)); err != nil {
+			dp.log.Warnf("transport mode on %s: %v", dp.s.tunName, err)
+		} else {
+			cfg.AddHostRoute, cfg.DeleteHostRoute = dp.ktun.AddHostRoute, dp.ktun.DeleteHostRoute
+		}
 	}
 	us, err := userspace.New(cfg)
 	if err != nil {
@@ -142,12 +172,19 @@ func (dp *dataPlane) start(addrs []netip.Addr) error {
 		dp.forward(us.Events())
 	}
 	name, _ := dev.Name()
-	dp.log.Logf("user-space data plane up on %s with tunnel addresses %v", name, addrs)
+	if len(addrs) == 0 {
+		dp.log.Logf("user-space data plane up on %s without a tunnel address (transport mode)", name)
+	} else {
+		dp.log.Logf("user-space data plane up on %s with tunnel addresses %v", name, addrs)
+	}
 	if dp.ns != nil {
 		dp.startServers()
 	}
 	return nil
 }
+
+// isTransport says whether c asks for transport-mode Child SAs.
+func isTransport(c *config.Conn) bool { return strings.EqualFold(c.Type, "transport") }
 
 // startServers starts what --netstack-socks5, --netstack-forward and
 // --netstack-expose ask for. A server that cannot start is logged.

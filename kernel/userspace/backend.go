@@ -26,6 +26,12 @@
 // coalesces (GRO). Config.InboundWorkers
 // turns on a pipeline instead (queue, open worker, batching writer).
 //
+// Transport mode (transport.go) needs Config.AddHostRoute: the host's own
+// packets to the peer are routed into the device while the daemon's IKE
+// and ESP-in-UDP datagrams to the same address pass by; the back end
+// frames the engine's transport-mode output and input as ESP in UDP.
+// Without the hook (a netstack) transport-mode SAs are refused.
+//
 // # Locking
 //
 // The packet paths take no lock of the back end: the SADB and the map from
@@ -86,6 +92,17 @@ type Config struct {
 	// ((*tun.KernelTUN).AddRoute). A netstack needs none.
 	AddRoute, DeleteRoute func(netip.Prefix) error
 
+	// AddHostRoute and DeleteHostRoute, when set, let the back end carry
+	// transport-mode SAs (transport.go). They are called with the
+	// destination (the peer's address) and the source (this host's) of
+	// the first and after the last outbound transport-mode Protect policy
+	// for them, and must route the host's own packets to dst into the
+	// device while the daemon's IKE and ESP-in-UDP datagrams to that same
+	// address pass by ((*tun.KernelTUN).AddHostRoute does it with policy
+	// routing). Without them transport-mode SAs and policies are refused:
+	// a netstack has only tunnel addresses, never the host's.
+	AddHostRoute, DeleteHostRoute func(dst netip.Prefix, src netip.Addr) error
+
 	// AcquireInterval is the least time between two acquires for one
 	// policy; 0 means 3 s.
 	AcquireInterval time.Duration
@@ -135,12 +152,16 @@ type Backend struct {
 	spis     map[uint32]struct{} // reserved by GetSPI; SPIs are unique host-wide (the SADB is keyed by SPI)
 	sas      map[kernel.SAID]*saEntry
 	policies map[policyKey]*policyEntry
-	routes   map[netip.Prefix]int
+	routes   map[routeKey]int
 	addSeq   uint64
 
 	// outSAs maps an outbound esp.SA to its entry (outer addresses) for
 	// the reader; copy on write under mu.
 	outSAs atomic.Pointer[map[*esp.SA]*saEntry]
+	// trIn maps an inbound transport-mode esp.SA to its entry (outer
+	// addresses, the inner packet's) for the inbound path; copy on write
+	// under mu, empty without transport mode.
+	trIn atomic.Pointer[map[*esp.SA]*saEntry]
 
 	acqMu   sync.Mutex
 	lastAcq map[*esp.Policy]int64
@@ -175,7 +196,7 @@ type saEntry struct {
 	sa    *esp.SA
 	added time.Time
 	seq   uint64
-	addrs atomic.Pointer[sendAddrs] // outbound: where SendESP sends from and to
+	addrs atomic.Pointer[sendAddrs] // outbound: where SendESP sends from and to; inbound transport mode: local is our address, remote the peer's
 }
 
 type sendAddrs struct{ local, remote netip.AddrPort }
@@ -196,8 +217,17 @@ func keyOf(p *kernel.Policy) policyKey {
 }
 
 type policyEntry struct {
-	kp kernel.Policy
-	ep *esp.Policy // outbound only
+	kp    kernel.Policy
+	ep    *esp.Policy // outbound only
+	route routeKey    // outbound Protect: the route it holds
+}
+
+// routeKey is a route into the device: a tunnel's remote subnet (host
+// false, src unset) or a transport-mode peer (host true).
+type routeKey struct {
+	dst  netip.Prefix
+	src  netip.Addr
+	host bool
 }
 
 var _ kernel.IPsec = (*Backend)(nil)
@@ -220,7 +250,7 @@ func New(cfg Config) (*Backend, error) {
 		spis:     map[uint32]struct{}{},
 		sas:      map[kernel.SAID]*saEntry{},
 		policies: map[policyKey]*policyEntry{},
-		routes:   map[netip.Prefix]int{},
+		routes:   map[routeKey]int{},
 		lastAcq:  map[*esp.Policy]int64{},
 		acqReq:   map[*esp.Policy]uint32{},
 		stop:     make(chan struct{}),
@@ -253,6 +283,8 @@ func New(cfg Config) (*Backend, error) {
 	b.events = make(chan kernel.Event, n)
 	empty := map[*esp.SA]*saEntry{}
 	b.outSAs.Store(&empty)
+	emptyIn := map[*esp.SA]*saEntry{}
+	b.trIn.Store(&emptyIn)
 	b.inPool.New = func() any { return newInElem() }
 	b.inBatches = make(chan *inBatch, 2)
 	workers := cfg.InboundWorkers
@@ -276,7 +308,7 @@ func New(cfg Config) (*Backend, error) {
 
 // Close stops the back end's goroutines, closes the device and the event
 // channel. It removes no SA or policy (there is nothing outside the
-// process to clean).
+// process to clean; the device's Close takes its routes and rules).
 func (b *Backend) Close() error {
 	b.closeMu.Lock()
 	defer b.closeMu.Unlock()
@@ -380,8 +412,16 @@ func (b *Backend) saConfig(sa *kernel.SA) (esp.SAConfig, error) {
 	if sa.Proto != kernel.ESP {
 		return esp.SAConfig{}, fmt.Errorf("userspace: SA %v: protocol %v is not supported (ESP only)", id, sa.Proto)
 	}
-	if sa.Mode != kernel.Tunnel {
-		return esp.SAConfig{}, fmt.Errorf("userspace: SA %v: %v mode is not supported on a TUN device (tunnel mode only)", id, sa.Mode)
+	mode := esp.Tunnel
+	switch sa.Mode {
+	case kernel.Tunnel:
+	case kernel.Transport:
+		if !b.transportOK() {
+			return esp.SAConfig{}, fmt.Errorf("userspace: SA %v: %w", id, errNoTransport)
+		}
+		mode = esp.Transport
+	default:
+		return esp.SAConfig{}, fmt.Errorf("userspace: SA %v: %v mode is not supported", id, sa.Mode)
 	}
 	if sa.Dir != kernel.In && sa.Dir != kernel.Out {
 		return esp.SAConfig{}, fmt.Errorf("userspace: SA %v: direction %v is not in or out", id, sa.Dir)
@@ -397,7 +437,7 @@ func (b *Backend) saConfig(sa *kernel.SA) (esp.SAConfig, error) {
 	}
 	c := esp.SAConfig{
 		SPI:          sa.SPI,
-		Mode:         esp.Tunnel,
+		Mode:         mode,
 		Encr:         sa.Encr,
 		EncrKey:      sa.EncrKey,
 		Integ:        sa.Integ,
@@ -417,6 +457,12 @@ func (b *Backend) saConfig(sa *kernel.SA) (esp.SAConfig, error) {
 	} else {
 		c.Local, c.Remote = sa.Dst, sa.Src
 		c.Encap = &esp.UDPEncap{LocalPort: sa.Encap.DstPort, RemotePort: sa.Encap.SrcPort}
+	}
+	if mode == esp.Transport {
+		// The back end frames the UDP itself, as in tunnel mode: the
+		// engine seals to and opens from an IP header with protocol 50
+		// (transport.go).
+		c.Encap = nil
 	}
 	return c, nil
 }
@@ -458,7 +504,16 @@ func (b *Backend) AddSA(ctx context.Context, sa *kernel.SA) error {
 	b.addSeq++
 	e.seq = b.addSeq
 	if sa.Dir == kernel.In {
+		if cfg.Mode == esp.Transport {
+			// Before the SADB: the inbound path finds the entry of every
+			// transport SA it can look up.
+			e.addrs.Store(inAddrs(sa))
+			b.setTransportIn(esa, e)
+		}
 		if err := b.sadb.Add(esa); err != nil {
+			if cfg.Mode == esp.Transport {
+				b.setTransportIn(esa, nil)
+			}
 			return fmt.Errorf("userspace: add SA %v: %w", id, err)
 		}
 		delete(b.spis, sa.SPI)
@@ -562,6 +617,8 @@ func (b *Backend) UpdateSA(ctx context.Context, id kernel.SAID, sa *kernel.SA) e
 	if e.dir == kernel.Out {
 		e.addrs.Store(outAddrs(sa))
 		b.reattachLocked(func(pe *policyEntry) bool { return pe.ep != nil })
+	} else if e.addrs.Load() != nil {
+		e.addrs.Store(inAddrs(sa))
 	}
 	return nil
 }
@@ -609,6 +666,9 @@ func (b *Backend) DeleteSA(ctx context.Context, id kernel.SAID) error {
 	delete(b.sas, id)
 	if e.dir == kernel.In {
 		b.sadb.Remove(e.sa.SPI())
+		if e.sa.Mode() == esp.Transport {
+			b.setTransportIn(e.sa, nil)
+		}
 		return nil
 	}
 	b.setOutSA(e.sa, nil)
@@ -646,6 +706,9 @@ func (b *Backend) AddPolicy(ctx context.Context, p *kernel.Policy) error {
 	if p.Action == kernel.Protect && p.Template.Proto != 0 && p.Template.Proto != kernel.ESP {
 		return fmt.Errorf("userspace: %v policy %v -> %v: template protocol %v is not supported (ESP only)", p.Dir, sel.Src, sel.Dst, p.Template.Proto)
 	}
+	if p.Action == kernel.Protect && p.Template.Mode == kernel.Transport && !b.transportOK() {
+		return fmt.Errorf("userspace: %v policy %v -> %v: %w", p.Dir, sel.Src, sel.Dst, errNoTransport)
+	}
 	key := keyOf(p)
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -656,13 +719,14 @@ func (b *Backend) AddPolicy(ctx context.Context, p *kernel.Policy) error {
 	if p.Dir == kernel.Out {
 		pe.ep = &esp.Policy{Selector: sel, Action: act, OnDemand: act == esp.ActionProtect, Priority: p.Priority}
 		if act == esp.ActionProtect {
-			if err := b.routeRefLocked(sel.Dst.Masked(), +1); err != nil {
+			pe.route = routeOf(p)
+			if err := b.routeRefLocked(pe.route, +1); err != nil {
 				return fmt.Errorf("userspace: %v policy %v -> %v: %w", p.Dir, sel.Src, sel.Dst, err)
 			}
 		}
 		if err := b.spd.Add(pe.ep); err != nil {
 			if act == esp.ActionProtect {
-				b.routeRefLocked(sel.Dst.Masked(), -1)
+				b.routeRefLocked(pe.route, -1)
 			}
 			return fmt.Errorf("userspace: %w", err)
 		}
@@ -687,7 +751,7 @@ func (b *Backend) removePolicyLocked(pe *policyEntry) {
 	b.spd.Remove(pe.ep)
 	pe.ep.SetSA(nil)
 	if pe.kp.Action == kernel.Protect {
-		if err := b.routeRefLocked(pe.kp.Selector.Dst.Masked(), -1); err != nil {
+		if err := b.routeRefLocked(pe.route, -1); err != nil {
 			b.logf("userspace: %v", err)
 		}
 	}
@@ -697,26 +761,47 @@ func (b *Backend) removePolicyLocked(pe *policyEntry) {
 	b.acqMu.Unlock()
 }
 
-// routeRefLocked counts the Protect policies per destination prefix and
-// calls the route hooks on the first and the last.
-func (b *Backend) routeRefLocked(p netip.Prefix, d int) error {
-	n := b.routes[p]
+// routeOf is the route an outbound Protect policy needs: its destination
+// prefix, or for a transport-mode policy a host route to the peer from
+// this host's address.
+func routeOf(p *kernel.Policy) routeKey {
+	sel := p.Selector
+	if p.Template.Mode != kernel.Transport {
+		return routeKey{dst: sel.Dst.Masked()}
+	}
+	k := routeKey{dst: sel.Dst.Masked(), host: true}
+	if sel.Src.IsSingleIP() {
+		k.src = sel.Src.Addr().Unmap()
+	}
+	return k
+}
+
+// routeRefLocked counts the Protect policies per route and calls the
+// route hooks on the first and the last.
+func (b *Backend) routeRefLocked(r routeKey, d int) error {
+	n := b.routes[r]
+	add, del := b.cfg.AddRoute, b.cfg.DeleteRoute
+	if r.host {
+		add = func(p netip.Prefix) error { return b.cfg.AddHostRoute(p, r.src) }
+		del = func(p netip.Prefix) error { return b.cfg.DeleteHostRoute(p, r.src) }
+	}
+	p := r.dst
 	switch {
-	case d > 0 && n == 0 && b.cfg.AddRoute != nil:
-		if err := b.cfg.AddRoute(p); err != nil {
+	case d > 0 && n == 0 && add != nil:
+		if err := add(p); err != nil {
 			return fmt.Errorf("route %v into the device: %w", p, err)
 		}
-	case d < 0 && n == 1 && b.cfg.DeleteRoute != nil:
+	case d < 0 && n == 1 && del != nil:
 		defer func() {
-			if err := b.cfg.DeleteRoute(p); err != nil {
+			if err := del(p); err != nil {
 				b.logf("userspace: delete route %v: %v", p, err)
 			}
 		}()
 	}
 	if n += d; n <= 0 {
-		delete(b.routes, p)
+		delete(b.routes, r)
 	} else {
-		b.routes[p] = n
+		b.routes[r] = n
 	}
 	return nil
 }

@@ -75,7 +75,7 @@ func (b *Backend) DeliverESP(local, remote netip.AddrPort, pkt []byte) {
 func (b *Backend) openWorker() {
 	defer b.inWG.Done()
 	for el := range b.inWork {
-		out, _, err := b.sadb.Open(el.out[:headroom], el.in)
+		out, err := b.open(el.out[:headroom], el.in)
 		if err == nil {
 			el.out, el.ok = out[:cap(out)][:len(out)], true
 		} else {
@@ -151,7 +151,7 @@ func (b *Backend) deliverSerial(pkt []byte) {
 		return
 	}
 	el := b.inPool.Get().(*inElem)
-	out, _, err := b.sadb.Open(el.out[:headroom], pkt)
+	out, err := b.open(el.out[:headroom], pkt)
 	if err != nil {
 		b.st.inDrops.Add(1)
 		b.inPool.Put(el)
@@ -221,7 +221,7 @@ func (b *Backend) DeliverESPBatch(local, remote netip.AddrPort, pkts [][]byte) {
 	for len(pkts) > 0 {
 		n := min(len(pkts), inBatchLen)
 		for i, p := range pkts[:n] {
-			out, _, err := b.sadb.Open(ib.bufs[i][:headroom], p)
+			out, err := b.open(ib.bufs[i][:headroom], p)
 			if err != nil {
 				b.st.inDrops.Add(1)
 				continue

@@ -113,17 +113,29 @@ func (b *Backend) flushRun(ob *outBatch) {
 		return
 	}
 	hl := sa.HeaderLen()
+	transport := sa.Mode() == esp.Transport
 	var octets uint64
 	for k, i := range ob.run {
 		buf, size := ob.bufs[i], ob.sizes[i]
 		// Seal in place: the ESP header and IV go into the headroom right
 		// in front of the packet, which Seal then finds already in place.
+		// In transport mode the payload after the IP header is what stays
+		// in place: Seal writes the IP header (ihl octets) in front of the
+		// ESP header, so the ESP packet starts ihl octets later
+		// (transport.go).
+		ihl := 0
+		if transport {
+			if ihl = ipHeaderLen(buf[headroom : headroom+size]); ihl == 0 {
+				b.st.outSealDrops.Add(1)
+				continue
+			}
+		}
 		out, err := sa.SealSeq(buf[:headroom-hl], buf[headroom:headroom+size], first+uint64(k))
 		if err != nil {
 			b.st.outSealDrops.Add(1)
 			continue
 		}
-		ob.pkts = append(ob.pkts, out[headroom-hl:])
+		ob.pkts = append(ob.pkts, out[headroom-hl+ihl:])
 		ob.psz = append(ob.psz, size)
 		octets += uint64(size)
 	}
