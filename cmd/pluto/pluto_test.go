@@ -271,6 +271,8 @@ func waitGone(t *testing.T, path string) {
 	t.Fatalf("%s still exists after 10s", path)
 }
 
+// westEast is a config with conns for the tests; its config setup ports
+// are replaced by free ones (westEastConf) so that tests never collide.
 const westEast = `config setup
 	ikeport=10500
 	natikeport=14500
@@ -294,6 +296,15 @@ conn ignored
 	authby=secret
 	auto=ignore
 `
+
+// westEastConf is westEast with free ports in config setup, and the IKE
+// port it chose.
+func westEastConf(t *testing.T) (string, int) {
+	ike, natt := freePorts(t)
+	conf := strings.Replace(westEast, "ikeport=10500", "ikeport="+strconv.Itoa(ike), 1)
+	conf = strings.Replace(conf, "natikeport=14500", "natikeport="+strconv.Itoa(natt), 1)
+	return conf, ike
+}
 
 func TestNoforkPIDFileSocketAndSIGTERM(t *testing.T) {
 	dir := rundir(t)
@@ -482,7 +493,7 @@ func readLines(t *testing.T, path string) []string {
 
 func TestLogFileOptions(t *testing.T) {
 	dir := rundir(t)
-	conf := writeFile(t, filepath.Join(dir, "ipsec.conf"), westEast, 0o644)
+	conf := writeFile(t, filepath.Join(dir, "ipsec.conf"), func() string { c, _ := westEastConf(t); return c }(), 0o644)
 	logf := filepath.Join(dir, "pluto.log")
 	writeFile(t, logf, "an earlier line\n", 0o600)
 
@@ -675,6 +686,7 @@ func TestLeakDetective(t *testing.T) {
 
 func TestEfenceProtectAndEveryOption(t *testing.T) {
 	dir := rundir(t)
+	ikeP, nattP := freePorts(t)
 	stats := writeFile(t, filepath.Join(dir, "stats.sh"), "#!/bin/sh\n", 0o755)
 	p := startPluto(t, dir,
 		"--ctlgroup", "0", "--leak-detective", "--efence-protect", "--stderrlog", "--log-no-time",
@@ -683,14 +695,14 @@ func TestEfenceProtectAndEveryOption(t *testing.T) {
 		"--virtual-private", "%v4:10.0.0.0/8,%v6:fd00::/8,%v4:!10.1.0.0/16", "--keep-alive", "30",
 		"--force-busy", "--crl-strict", "--crlcheckinterval", "600", "--listen", "127.0.0.1,::1",
 		"--nhelpers", "0", "--seedbits", "256", "--statsbin", stats, "--secctx-attr-type", "32002",
-		"--use-netstack", "--ikeport", "10500", "--natikeport", "14500", "--debug", "base", "--no-debug", "base")
+		"--use-netstack", "--ikeport", strconv.Itoa(ikeP), "--natikeport", strconv.Itoa(nattP), "--debug", "base", "--no-debug", "base")
 	res := p.do(&ctl.Request{Command: ctl.CmdGlobalStatus, JSON: true})
 	var kv map[string]any
 	if err := json.Unmarshal(res.Data, &kv); err != nil {
 		t.Fatalf("globalstatus --json: %v (%+v)", err, res)
 	}
 	for k, want := range map[string]any{
-		"config.setup.ikeport": 10500.0, "config.setup.natikeport": 14500.0, "config.setup.nhelpers": 0.0,
+		"config.setup.ikeport": float64(ikeP), "config.setup.natikeport": float64(nattP), "config.setup.nhelpers": 0.0,
 		"config.setup.keep-alive": "30s", "config.setup.crl-strict": true, "config.setup.uniqueids": true,
 		"config.setup.virtual-private": "%v4:10.0.0.0/8,%v6:fd00::/8,%v4:!10.1.0.0/16", "config.setup.plutodebug": "none",
 	} {
@@ -764,7 +776,8 @@ func TestHelpAndVersion(t *testing.T) {
 
 func TestConfigSetupAndCommandLine(t *testing.T) {
 	dir := rundir(t)
-	conf := writeFile(t, filepath.Join(dir, "ipsec.conf"), westEast, 0o644)
+	text, port := westEastConf(t)
+	conf := writeFile(t, filepath.Join(dir, "ipsec.conf"), text, 0o644)
 	ikeport := func(args ...string) any {
 		p := startPluto(t, dir, append([]string{"--config", conf}, args...)...)
 		defer p.stop()
@@ -773,8 +786,8 @@ func TestConfigSetupAndCommandLine(t *testing.T) {
 		json.Unmarshal(res.Data, &kv)
 		return kv["config.setup.ikeport"]
 	}
-	if got := ikeport(); got != 10500.0 {
-		t.Errorf("ikeport from config setup = %v; want 10500", got)
+	if got := ikeport(); got != float64(port) {
+		t.Errorf("ikeport from config setup = %v; want %d", got, port)
 	}
 	if got := ikeport("--ikeport", "11500"); got != 11500.0 {
 		t.Errorf("ikeport with --ikeport 11500 = %v; the command line must win", got)
@@ -786,7 +799,7 @@ func TestConfigSetupAndCommandLine(t *testing.T) {
 // verbs this build cannot carry out yet.
 func TestControlRequests(t *testing.T) {
 	dir := rundir(t)
-	conf := writeFile(t, filepath.Join(dir, "ipsec.conf"), westEast, 0o644)
+	conf := writeFile(t, filepath.Join(dir, "ipsec.conf"), func() string { c, _ := westEastConf(t); return c }(), 0o644)
 	secrets := writeFile(t, filepath.Join(dir, "ipsec.secrets"), "@west @east : PSK \"sekret\"\n", 0o600)
 	p := startPluto(t, dir, "--config", conf, "--secretsfile", secrets)
 	sock := filepath.Join(dir, "pluto.ctl")
@@ -885,7 +898,7 @@ func TestControlRequests(t *testing.T) {
 // the way a user does: start, add, status, up, delete, stop.
 func TestIpsecAndWhackAgainstPluto(t *testing.T) {
 	dir := rundir(t)
-	conf := writeFile(t, filepath.Join(dir, "ipsec.conf"), westEast, 0o644)
+	conf := writeFile(t, filepath.Join(dir, "ipsec.conf"), func() string { c, _ := westEastConf(t); return c }(), 0o644)
 	secrets := writeFile(t, filepath.Join(dir, "ipsec.secrets"), "@west @east : PSK \"sekret\"\n", 0o600)
 	run := filepath.Join(dir, "run")
 	ipsec := func(args ...string) (int, string, string) {
@@ -946,7 +959,7 @@ func TestIpsecAndWhackAgainstPluto(t *testing.T) {
 
 func TestCheckconfig(t *testing.T) {
 	dir := rundir(t)
-	good := writeFile(t, filepath.Join(dir, "good.conf"), westEast, 0o644)
+	good := writeFile(t, filepath.Join(dir, "good.conf"), func() string { c, _ := westEastConf(t); return c }(), 0o644)
 	secrets := writeFile(t, filepath.Join(dir, "ipsec.secrets"), "@west @east : PSK \"sekret\"\n", 0o600)
 	if code, out, errOut := runBin(t, nil, "ipsec", "checkconfig", "--config", good, "--secretsfile", secrets); code != 0 {
 		t.Errorf("checkconfig of a good config: exit %d\n%s%s", code, out, errOut)
