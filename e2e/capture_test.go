@@ -3,7 +3,8 @@
 package e2e
 
 // A packet capture on a veth with an AF_PACKET socket, classifying every
-// frame: IKE, ESP in UDP (by SPI), NAT-T keep-alives, neighbour discovery,
+// frame: IKE, ESP in UDP and raw ESP (IP protocol 50; both by SPI), NAT-T
+// keep-alives, neighbour discovery,
 // and anything else ("clear" frames, which must not appear once a tunnel
 // carries the traffic). Each frame is also searched for pieces of a known
 // payload, so that clear text that leaks in any form (TCP, fragments, some
@@ -69,7 +70,7 @@ func (n *needles) find(frame []byte) int {
 
 // frameInfo is what the capture makes of one frame.
 type frameInfo struct {
-	kind     string // "ike", "esp", "keepalive", "arp", "nd", "clear"
+	kind     string // "ike", "esp", "rawesp", "keepalive", "arp", "nd", "clear"
 	src, dst netip.AddrPort
 	spi      uint32   // the first ESP packet's
 	spis     []uint32 // every ESP packet's, when the frame is a UDP GSO batch of several
@@ -159,6 +160,15 @@ func parseFrame(f []byte, gsoSize int) frameInfo {
 		default:
 			fi.kind, fi.desc = "clear", fmt.Sprintf("UDP %v->%v", fi.src, fi.dst)
 		}
+	case unix.IPPROTO_ESP:
+		// Raw ESP (IP protocol 50), RFC 4303: SPI and sequence number at
+		// least.
+		if len(p) < 8 || binary.BigEndian.Uint32(p) == 0 {
+			fi.kind, fi.desc = "clear", fmt.Sprintf("%d-byte IP protocol 50 packet %v->%v", len(p), src, dst)
+			return fi
+		}
+		fi.kind, fi.spi = "rawesp", binary.BigEndian.Uint32(p)
+		fi.spis = []uint32{fi.spi}
 	case unix.IPPROTO_ICMPV6:
 		if len(p) > 0 && p[0] >= 133 && p[0] <= 137 {
 			fi.kind = "nd"

@@ -10,10 +10,12 @@ package tun
 // table of their own, consulted by policy routing:
 //
 //	prio HostRulePriority:   ipproto udp sport <IKE port>   lookup main   (one per port, both families)
+//	prio HostRulePriority:   ipproto esp                    lookup main   (both families)
 //	prio HostRulePriority+1: iif lo                         lookup HostRouteTable
 //
 // The first rule lets the daemon's datagrams (sent from its IKE and NAT-T
-// ports: 500 and 4500 unless --ikeport/--natikeport say otherwise) pass by
+// ports: 500 and 4500 unless --ikeport/--natikeport say otherwise), and
+// the raw ESP (IP protocol 50) a raw socket of the daemon sends, pass by
 // the host routes; the second sends every other packet this host
 // originates ("iif lo": forwarded traffic keeps its routes) through the
 // table, which holds only the peers' host routes into the TUN, each with
@@ -101,7 +103,7 @@ func RemoveHostRouteLeftovers() error {
 func ours(r *netlink.Rule) bool {
 	switch r.Priority {
 	case HostRulePriority:
-		return r.Table == unix.RT_TABLE_MAIN && r.IPProto == unix.IPPROTO_UDP && r.Sport != nil
+		return r.Table == unix.RT_TABLE_MAIN && (r.IPProto == unix.IPPROTO_UDP && r.Sport != nil || r.IPProto == unix.IPPROTO_ESP)
 	case HostRulePriority + 1:
 		return r.Table == HostRouteTable
 	}
@@ -120,6 +122,10 @@ func (t *KernelTUN) hostRules() []*netlink.Rule {
 			rs = append(rs, r)
 		}
 		r := netlink.NewRule()
+		r.Family, r.Priority, r.Table = fam, HostRulePriority, unix.RT_TABLE_MAIN
+		r.IPProto = unix.IPPROTO_ESP
+		rs = append(rs, r)
+		r = netlink.NewRule()
 		r.Family, r.Priority, r.Table = fam, HostRulePriority+1, HostRouteTable
 		r.IifName = "lo"
 		rs = append(rs, r)

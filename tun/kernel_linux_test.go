@@ -170,8 +170,8 @@ func hostRoutesInNamespace(t *testing.T, tn *KernelTUN, name string) {
 			t.Fatal(err)
 		}
 	}
-	if n := countOurRules(t); n != 6 { // 2 ports + the table, 2 families
-		t.Errorf("%d rules with two host routes, want 6", n)
+	if n := countOurRules(t); n != 8 { // 2 ports + ESP + the table, 2 families
+		t.Errorf("%d rules with two host routes, want 8", n)
 	}
 	rs := tableRoutes(t)
 	if len(rs) != 2 || !rs[0].Src.Equal(src.AsSlice()) {
@@ -183,8 +183,8 @@ func hostRoutesInNamespace(t *testing.T, tn *KernelTUN, name string) {
 	if err := tn.DeleteHostRoute(a, src); err != nil {
 		t.Fatal(err)
 	}
-	if n := countOurRules(t); n != 6 {
-		t.Errorf("%d rules with one host route left, want 6", n)
+	if n := countOurRules(t); n != 8 {
+		t.Errorf("%d rules with one host route left, want 8", n)
 	}
 	if err := tn.DeleteHostRoute(b, src); err != nil {
 		t.Fatal(err)

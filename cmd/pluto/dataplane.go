@@ -2,7 +2,11 @@ package main
 
 // The user-space data planes: the ESP engine (kernel/userspace) on a
 // gVisor netstack (--use-netstack) or a kernel TUN device
-// (--use-userspace), wired to the NAT-T socket for ESP in UDP.
+// (--use-userspace), wired to the NAT-T socket for ESP in UDP and, with
+// --use-userspace when the daemon may open one (CAP_NET_RAW), to a raw
+// socket for ESP (IP protocol 50): the engine then negotiates raw ESP
+// unless a NAT is found or a conn says encapsulation=yes. --use-netstack
+// runs unprivileged and always carries ESP in UDP.
 //
 // The netstack's addresses are the tunnel addresses of this host: each
 // conn's leftsourceip=, or its leftsubnet= when that is one host. They are
@@ -47,6 +51,7 @@ type dataPlane struct {
 	log          *logging.Logger
 	sendESP      func(local, remote netip.AddrPort, pkt []byte) error
 	sendESPBatch func(local, remote netip.AddrPort, pkts [][]byte) error // UDP GSO on Linux
+	sendRawESP   func(local, remote netip.Addr, pkt []byte) error        // raw ESP socket; nil: ESP in UDP only
 	forward      func(<-chan kernel.Event)                               // takes the back end's events once it runs
 
 	mu    sync.Mutex
@@ -150,7 +155,7 @@ func (dp *dataPlane) start(addrs []netip.Addr) error {
 	default:
 		return fmt.Errorf("%s is not a user-space data plane", dp.s.backend.Flag())
 	}
-	cfg := userspace.Config{Device: dev, SendESP: dp.sendESP, SendESPBatch: dp.sendESPBatch, Logf: dp.log.Logf, MTU: tunnelMTU}
+	cfg := userspace.Config{Device: dev, SendESP: dp.sendESP, SendESPBatch: dp.sendESPBatch, SendRawESP: dp.sendRawESP, Logf: dp.log.Logf, MTU: tunnelMTU}
 	if dp.ktun != nil {
 		cfg.AddRoute, cfg.DeleteRoute = dp.ktun.AddRoute, dp.ktun.DeleteRoute
 		// Transport mode: host routes that the daemon's own IKE and
@@ -230,6 +235,17 @@ func (dp *dataPlane) deliverESPBatch(local, remote netip.AddrPort, pkts [][]byte
 	dp.mu.Unlock()
 	if us != nil {
 		us.DeliverESPBatch(local, remote, pkts)
+	}
+}
+
+// deliverRawESP takes ESP (IP protocol 50, the IP header stripped) from
+// the raw ESP socket.
+func (dp *dataPlane) deliverRawESP(local, remote netip.Addr, pkt []byte) {
+	dp.mu.Lock()
+	us := dp.us
+	dp.mu.Unlock()
+	if us != nil {
+		us.DeliverRawESP(local, remote, pkt)
 	}
 }
 

@@ -86,6 +86,7 @@ type ikeStack struct {
 	dp    *dataPlane // nil without a user-space data plane
 	eng   *ike.Engine
 	socks *socket.Sockets
+	raw   *socket.RawESP // raw ESP (IP protocol 50) for --use-userspace; nil: ESP in UDP only
 	stop  chan struct{}
 	wg    sync.WaitGroup
 
@@ -117,8 +118,13 @@ func startIKE(s *settings, log *logging.Logger, secrets func() *config.Secrets) 
 			return st.socks.SendESPBatch(local, remote, pkts)
 		}
 	}
+	if dp != nil && s.backend == kernel.Userspace {
+		st.openRawESP(s, log)
+	}
 	st.eng, err = ike.NewEngine(ike.Options{
-		ForceEncapsulation: dp != nil,
+		// A user-space data plane without a raw ESP socket carries ESP
+		// only in UDP.
+		ForceEncapsulation: dp != nil && st.raw == nil,
 		KeepAlive:          s.keepAlive,
 		DDoSThreshold:      s.ddosIKEThreshold,
 		ForceBusy:          s.forceBusy,
@@ -136,6 +142,7 @@ func startIKE(s *settings, log *logging.Logger, secrets func() *config.Secrets) 
 		IsLocal:            func(a netip.Addr) bool { return isLocal(s.listen, a) },
 	})
 	if err != nil {
+		st.closeRaw()
 		kern.Close()
 		return nil, err
 	}
@@ -154,6 +161,7 @@ func startIKE(s *settings, log *logging.Logger, secrets func() *config.Secrets) 
 	})
 	if err != nil {
 		st.eng.Close(context.Background())
+		st.closeRaw()
 		kern.Close()
 		return nil, err
 	}
@@ -221,6 +229,30 @@ func isLocal(listen []netip.Addr, a netip.Addr) bool {
 	return false
 }
 
+// openRawESP opens the raw ESP sockets of --use-userspace on the --listen
+// addresses (or the wildcards), wired to the data plane. They need
+// CAP_NET_RAW: without it the data plane carries ESP in UDP only, as with
+// --use-netstack, which the log says.
+func (st *ikeStack) openRawESP(s *settings, log *logging.Logger) {
+	raw, err := socket.OpenRawESP(socket.RawESPConfig{
+		Listen: s.listen,
+		OnESP:  st.dp.deliverRawESP,
+		Logf:   log.Logf,
+	})
+	if err != nil {
+		log.Logf("%s: no raw ESP socket (%v): ESP is carried in UDP only (as encapsulation=yes)", s.backend.Flag(), err)
+		return
+	}
+	st.raw = raw
+	st.dp.sendRawESP = raw.Send
+}
+
+func (st *ikeStack) closeRaw() {
+	if st.raw != nil {
+		st.raw.Close()
+	}
+}
+
 // onESP is the NAT-T socket's handler for ESP in UDP: the user-space data
 // plane's, or none (the kernel takes ESP itself, or there is no data
 // plane: the socket counts the drops).
@@ -285,6 +317,7 @@ func (st *ikeStack) close() {
 		}
 		st.wg.Wait()
 		st.socks.Close()
+		st.closeRaw()
 		if f, ok := st.kern.(interface{ Flush(context.Context) error }); ok {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			f.Flush(ctx)

@@ -1,8 +1,10 @@
 // Package userspace is the data plane in this process: the kernel.IPsec
 // back end that moves packets between a packet device (a kernel TUN or a
 // gVisor netstack, package tun) and ESP-in-UDP datagrams (RFC 3948) sent
-// and received on the daemon's NAT-T socket, with the engine of package
-// esp doing the cryptography.
+// and received on the daemon's NAT-T socket, or raw ESP (IP protocol 50)
+// on a raw socket of the daemon's when Config.SendRawESP is set (SAs
+// without UDP encapsulation: out through SendRawESP, in through
+// DeliverRawESP), with the engine of package esp doing the cryptography.
 //
 // # Flow
 //
@@ -78,6 +80,14 @@ type Config struct {
 	// as SendESP: called on the Backend's reader goroutine, must not keep
 	// pkts or the packets after it returns.
 	SendESPBatch func(local, remote netip.AddrPort, pkts [][]byte) error
+
+	// SendRawESP, when set, lets the back end carry SAs without UDP
+	// encapsulation: it sends one ESP packet (SPI to ICV) from local to
+	// remote as IP protocol 50 (the daemon wires it to
+	// (*socket.RawESP).Send, a raw socket that needs CAP_NET_RAW), and
+	// received raw ESP comes in through DeliverRawESP. Same rules as
+	// SendESP. Without it SAs without UDP encapsulation are refused.
+	SendRawESP func(local, remote netip.Addr, pkt []byte) error
 
 	// Logf logs; nil is silent.
 	Logf func(format string, args ...any)
@@ -426,10 +436,10 @@ func (b *Backend) saConfig(sa *kernel.SA) (esp.SAConfig, error) {
 	if sa.Dir != kernel.In && sa.Dir != kernel.Out {
 		return esp.SAConfig{}, fmt.Errorf("userspace: SA %v: direction %v is not in or out", id, sa.Dir)
 	}
-	if sa.Encap == nil {
-		return esp.SAConfig{}, fmt.Errorf("userspace: SA %v has no UDP encapsulation: this back end sends and receives ESP only inside UDP (RFC 3948, NAT-T); raw ESP (IP protocol 50) is not implemented, so negotiate encapsulation=yes", id)
+	if sa.Encap == nil && b.cfg.SendRawESP == nil {
+		return esp.SAConfig{}, fmt.Errorf("userspace: SA %v: %w", id, errNoRaw)
 	}
-	if sa.Encap.SrcPort == 0 || sa.Encap.DstPort == 0 {
+	if sa.Encap != nil && (sa.Encap.SrcPort == 0 || sa.Encap.DstPort == 0) {
 		return esp.SAConfig{}, fmt.Errorf("userspace: SA %v: UDP encapsulation ports %d->%d: a port is 0", id, sa.Encap.SrcPort, sa.Encap.DstPort)
 	}
 	if !sa.Src.IsValid() || !sa.Dst.IsValid() || sa.Src.Unmap().Is4() != sa.Dst.Unmap().Is4() {
@@ -453,10 +463,14 @@ func (b *Backend) saConfig(sa *kernel.SA) (esp.SAConfig, error) {
 	}
 	if sa.Dir == kernel.Out {
 		c.Local, c.Remote = sa.Src, sa.Dst
-		c.Encap = &esp.UDPEncap{LocalPort: sa.Encap.SrcPort, RemotePort: sa.Encap.DstPort}
+		if sa.Encap != nil {
+			c.Encap = &esp.UDPEncap{LocalPort: sa.Encap.SrcPort, RemotePort: sa.Encap.DstPort}
+		}
 	} else {
 		c.Local, c.Remote = sa.Dst, sa.Src
-		c.Encap = &esp.UDPEncap{LocalPort: sa.Encap.DstPort, RemotePort: sa.Encap.SrcPort}
+		if sa.Encap != nil {
+			c.Encap = &esp.UDPEncap{LocalPort: sa.Encap.DstPort, RemotePort: sa.Encap.SrcPort}
+		}
 	}
 	if mode == esp.Transport {
 		// The back end frames the UDP itself, as in tunnel mode: the
@@ -467,12 +481,23 @@ func (b *Backend) saConfig(sa *kernel.SA) (esp.SAConfig, error) {
 	return c, nil
 }
 
+// outAddrs are an outbound SA's outer addresses and UDP ports; ports 0
+// mean raw ESP (IP protocol 50, Config.SendRawESP).
 func outAddrs(sa *kernel.SA) *sendAddrs {
+	var lp, rp uint16
+	if sa.Encap != nil {
+		lp, rp = sa.Encap.SrcPort, sa.Encap.DstPort
+	}
 	return &sendAddrs{
-		local:  netip.AddrPortFrom(sa.Src.Unmap(), sa.Encap.SrcPort),
-		remote: netip.AddrPortFrom(sa.Dst.Unmap(), sa.Encap.DstPort),
+		local:  netip.AddrPortFrom(sa.Src.Unmap(), lp),
+		remote: netip.AddrPortFrom(sa.Dst.Unmap(), rp),
 	}
 }
+
+// raw says whether the addresses are those of raw ESP.
+func (a *sendAddrs) raw() bool { return a.remote.Port() == 0 }
+
+var errNoRaw = errors.New("no UDP encapsulation, and raw ESP (IP protocol 50) needs a raw socket, which this data plane has not (it needs CAP_NET_RAW and --use-userspace): negotiate encapsulation=yes")
 
 // AddSA installs sa. Inbound SAs must use an SPI from GetSPI; an outbound
 // SA becomes the SA of every outbound policy with its reqid (the newest SA
@@ -595,8 +620,11 @@ func (b *Backend) onSAEvent(e *saEntry, ev esp.Event) {
 // UpdateSA moves an installed SA to new outer addresses or encapsulation
 // ports, keeping keys, counters and replay state.
 func (b *Backend) UpdateSA(ctx context.Context, id kernel.SAID, sa *kernel.SA) error {
-	if sa.Encap == nil {
-		return fmt.Errorf("userspace: update SA %v: no UDP encapsulation (this back end needs it)", id)
+	if sa.Encap == nil && b.cfg.SendRawESP == nil {
+		return fmt.Errorf("userspace: update SA %v: %w", id, errNoRaw)
+	}
+	if sa.Encap != nil && (sa.Encap.SrcPort == 0 || sa.Encap.DstPort == 0) {
+		return fmt.Errorf("userspace: update SA %v: UDP encapsulation ports %d->%d: a port is 0", id, sa.Encap.SrcPort, sa.Encap.DstPort)
 	}
 	if !sa.Src.IsValid() || !sa.Dst.IsValid() || sa.Src.Unmap().Is4() != sa.Dst.Unmap().Is4() {
 		return fmt.Errorf("userspace: update SA %v: outer addresses %v and %v are missing or of two families", id, sa.Src, sa.Dst)

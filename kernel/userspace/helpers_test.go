@@ -105,9 +105,13 @@ func childSA(t testing.TB, a, b *Backend, sa, sb side, reqid uint32, lt kernel.L
 		t.Fatal(err)
 	}
 	mk := func(spi uint32, dir kernel.Direction, src, dst side, k []byte) *kernel.SA {
+		var encap *kernel.Encap
+		if src.port != 0 || dst.port != 0 { // both 0: raw ESP
+			encap = &kernel.Encap{SrcPort: src.port, DstPort: dst.port}
+		}
 		return &kernel.SA{
 			SPI: spi, Proto: kernel.ESP, Mode: kernel.Tunnel, Dir: dir,
-			Src: src.outer, Dst: dst.outer, Encap: &kernel.Encap{SrcPort: src.port, DstPort: dst.port},
+			Src: src.outer, Dst: dst.outer, Encap: encap,
 			Encr: proposal.EncrAESGCM16, EncrKey: k, ReplayWindow: 128, ESN: true,
 			Lifetime:  lt,
 			Selectors: []kernel.Selector{{Src: src.subnet, Dst: dst.subnet}},

@@ -72,6 +72,21 @@ func (b *Backend) DeliverESP(local, remote netip.AddrPort, pkt []byte) {
 	b.inWork <- el
 }
 
+// DeliverRawESP takes one received raw ESP packet (IP protocol 50; pkt
+// is the ESP packet from the SPI on, the IP header stripped) that arrived
+// from remote on local: the daemon wires its raw ESP socket to it. It is
+// DeliverESP otherwise (pkt is not kept; the outer addresses are not
+// checked, the ICV and replay checks decide). A raw socket sees every
+// protocol-50 packet to the host: packets of SAs this back end does not
+// hold are dropped and counted as in DeliverESP.
+func (b *Backend) DeliverRawESP(local, remote netip.Addr, pkt []byte) {
+	if b.cfg.SendRawESP == nil {
+		b.st.inDrops.Add(1)
+		return
+	}
+	b.DeliverESP(netip.AddrPortFrom(local, 0), netip.AddrPortFrom(remote, 0), pkt)
+}
+
 func (b *Backend) openWorker() {
 	defer b.inWG.Done()
 	for el := range b.inWork {

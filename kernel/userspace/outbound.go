@@ -143,6 +143,10 @@ func (b *Backend) flushRun(ob *outBatch) {
 		return
 	}
 	a := e.addrs.Load()
+	if a.raw() {
+		b.sendRaw(a, ob)
+		return
+	}
 	if b.cfg.SendESPBatch != nil {
 		if err := b.cfg.SendESPBatch(a.local, a.remote, ob.pkts); err != nil {
 			if b.st.sendErrors.Add(1) == 1 {
@@ -158,6 +162,24 @@ func (b *Backend) flushRun(ob *outBatch) {
 		if err := b.cfg.SendESP(a.local, a.remote, p); err != nil {
 			if b.st.sendErrors.Add(1) == 1 {
 				b.logf("userspace: send ESP %v -> %v: %v (further errors are only counted)", a.local, a.remote, err)
+			}
+			continue
+		}
+		b.st.outPackets.Add(1)
+		b.st.outBytes.Add(uint64(ob.psz[k]))
+	}
+}
+
+// sendRaw sends the sealed run as raw ESP (IP protocol 50), one by one.
+func (b *Backend) sendRaw(a *sendAddrs, ob *outBatch) {
+	if b.cfg.SendRawESP == nil { // cannot be: saConfig refuses such SAs
+		b.st.sendErrors.Add(uint64(len(ob.pkts)))
+		return
+	}
+	for k, p := range ob.pkts {
+		if err := b.cfg.SendRawESP(a.local.Addr(), a.remote.Addr(), p); err != nil {
+			if b.st.sendErrors.Add(1) == 1 {
+				b.logf("userspace: send raw ESP %v -> %v: %v (further errors are only counted)", a.local.Addr(), a.remote.Addr(), err)
 			}
 			continue
 		}

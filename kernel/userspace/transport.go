@@ -4,9 +4,11 @@ package userspace
 // host's own address and the peer's: the inner packet's addresses are the
 // outer ones. The engine (esp) seals a whole IP packet into the same IP
 // header followed by the ESP packet, and opens such a packet back; the
-// back end always carries ESP in UDP (RFC 3948) on the daemon's NAT-T
-// socket, so it gives the engine SAs without UDP encapsulation and does
-// the framing itself:
+// back end carries ESP in UDP (RFC 3948) on the daemon's NAT-T socket, or
+// raw ESP on its raw socket (Config.SendRawESP: the kernel writes the IP
+// header, the host-route rules let protocol 50 pass by the TUN), so it
+// gives the engine SAs without UDP encapsulation and does the framing
+// itself:
 //
 //   - Outbound, the device hands over the host's packet to the peer (the
 //     host route of Config.AddHostRoute sent it there); Seal in place puts
