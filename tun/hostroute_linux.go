@@ -227,8 +227,8 @@ func (t *KernelTUN) DeleteHostRoute(dst netip.Prefix, src netip.Addr) error {
 	return errors.Join(errs...)
 }
 
-// Close removes the host-route rules, then closes the device (which takes
-// its routes with it).
+// Close removes the host-route rules and the bypass routes, then closes
+// the device (which takes its own routes with it).
 func (t *KernelTUN) Close() error {
 	t.hmu.Lock()
 	var err error
@@ -237,5 +237,5 @@ func (t *KernelTUN) Close() error {
 	}
 	t.hostRoutes = 0
 	t.hmu.Unlock()
-	return errors.Join(err, t.Device.Close())
+	return errors.Join(err, t.deleteBypassRoutes(), t.Device.Close())
 }

@@ -32,6 +32,11 @@ type KernelTUN struct {
 	bypass     []uint16 // the daemon's UDP source ports
 	rulesOn    bool
 	hostRoutes int
+
+	// Bypass routes (type=passthrough), bypassroute_linux.go: by
+	// destination; nil where the host's own route does it.
+	bmu          sync.Mutex
+	bypassRoutes map[netip.Prefix]*netlink.Route
 }
 
 // NewKernelTUN creates the TUN device name (DefaultName when empty) with
@@ -65,6 +70,9 @@ func NewKernelTUN(name string, mtu int) (*KernelTUN, error) {
 		dev.Close()
 		return nil, fmt.Errorf("tun: set %s up: %w", real, err)
 	}
+	// Best effort: a route a crashed earlier run left is found again
+	// and deleted by nothing else.
+	RemoveBypassRouteLeftovers()
 	return t, nil
 }
 

@@ -96,8 +96,12 @@ func kernelTUNInNamespace(t *testing.T) {
 		t.Errorf("deleting a route twice: %v", err)
 	}
 	hostRoutesInNamespace(t, tn, name)
+	bypassRoutesInNamespace(t, tn, l.Attrs().Index)
 	if err := tn.Close(); err != nil {
 		t.Fatal(err)
+	}
+	if rs := bypassRoutes(t); len(rs) != 0 {
+		t.Errorf("bypass routes left after Close: %v", rs)
 	}
 	if n := countOurRules(t); n != 0 {
 		t.Errorf("%d host-route rules left after Close", n)
@@ -194,6 +198,116 @@ func hostRoutesInNamespace(t *testing.T, tn *KernelTUN, name string) {
 	}
 	// Close takes away what is left.
 	if err := tn.AddHostRoute(a, src); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// bypassRoutes lists the main table's IPv4 routes with BypassRouteProtocol.
+func bypassRoutes(t *testing.T) []netlink.Route {
+	t.Helper()
+	rs, err := netlink.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Table: 254, Protocol: BypassRouteProtocol},
+		netlink.RT_FILTER_TABLE|netlink.RT_FILTER_PROTOCOL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rs
+}
+
+// bypassRoutesInNamespace gives the namespace a veth link with a default
+// route, routes 10.2.0.0/24 into the TUN and checks that a bypass route
+// for 10.2.0.5 copies the default route past it. It leaves one bypass
+// route for Close to remove.
+func bypassRoutesInNamespace(t *testing.T, tn *KernelTUN, tunIndex int) {
+	five, remote := netip.MustParsePrefix("10.2.0.5/32"), netip.MustParsePrefix("10.2.0.0/24")
+	if err := tn.AddBypassRoute(five); err == nil {
+		t.Error("AddBypassRoute without any route past the TUN succeeded")
+	}
+	v := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "gs-veth0"}, PeerName: "gs-veth1"}
+	if err := netlink.LinkAdd(v); err != nil {
+		t.Fatal(err)
+	}
+	dl, err := netlink.LinkByName("gs-veth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer, err := netlink.LinkByName("gs-veth1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := netlink.ParseAddr("10.7.0.1/24")
+	if err := netlink.LinkSetUp(peer); err != nil {
+		t.Fatal(err)
+	}
+	if err := netlink.LinkSetUp(dl); err != nil {
+		t.Fatal(err)
+	}
+	if err := netlink.AddrAdd(dl, a); err != nil {
+		t.Fatal(err)
+	}
+	gw := net.ParseIP("10.7.0.254")
+	if err := netlink.RouteAdd(&netlink.Route{LinkIndex: dl.Attrs().Index, Gw: gw}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tn.AddRoute(remote); err != nil {
+		t.Fatal(err)
+	}
+	// What a crashed run leaves.
+	left := &netlink.Route{LinkIndex: dl.Attrs().Index, Gw: gw, Dst: prefixNet(netip.MustParsePrefix("10.8.0.0/16")), Protocol: BypassRouteProtocol}
+	if err := netlink.RouteAdd(left); err != nil {
+		t.Fatal(err)
+	}
+	if err := RemoveBypassRouteLeftovers(); err != nil {
+		t.Fatal(err)
+	}
+	if rs := bypassRoutes(t); len(rs) != 0 {
+		t.Fatalf("RemoveBypassRouteLeftovers left %v", rs)
+	}
+	via := func(dst string) int {
+		t.Helper()
+		rs, err := netlink.RouteGet(net.ParseIP(dst))
+		if err != nil || len(rs) == 0 {
+			t.Fatalf("route get %s: %v %v", dst, rs, err)
+		}
+		return rs[0].LinkIndex
+	}
+	if via("10.2.0.5") != tunIndex {
+		t.Fatal("10.2.0.5 is not routed into the TUN before the bypass route")
+	}
+	for range 2 { // the second is a no-op
+		if err := tn.AddBypassRoute(five); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if rs := bypassRoutes(t); len(rs) != 1 || !rs[0].Gw.Equal(gw) || rs[0].LinkIndex != dl.Attrs().Index || rs[0].Priority != BypassRouteMetric {
+		t.Fatalf("bypass routes %v; want one to %v via %v dev gs-veth0 metric %d", rs, five, gw, BypassRouteMetric)
+	}
+	if via("10.2.0.5") != dl.Attrs().Index || via("10.2.0.6") != tunIndex {
+		t.Fatal("the bypass route for 10.2.0.5 does not lead past the TUN, or takes 10.2.0.6 along")
+	}
+	// The host routes 10.7.0.0/24 itself: nothing to add, nothing to delete.
+	onLink := netip.MustParsePrefix("10.7.0.0/24")
+	if err := tn.AddBypassRoute(onLink); err != nil {
+		t.Fatal(err)
+	}
+	if rs := bypassRoutes(t); len(rs) != 1 {
+		t.Fatalf("bypass routes %v after a prefix the host routes itself", rs)
+	}
+	if err := tn.DeleteBypassRoute(onLink); err != nil {
+		t.Fatal(err)
+	}
+	if via("10.7.0.9") != dl.Attrs().Index {
+		t.Fatal("deleting the no-op bypass route took the host's route")
+	}
+	if err := tn.DeleteBypassRoute(five); err != nil {
+		t.Fatal(err)
+	}
+	if rs := bypassRoutes(t); len(rs) != 0 || via("10.2.0.5") != tunIndex {
+		t.Fatalf("after DeleteBypassRoute: %v", rs)
+	}
+	if err := tn.DeleteBypassRoute(five); err != nil {
+		t.Errorf("deleting a bypass route twice: %v", err)
+	}
+	if err := tn.AddBypassRoute(five); err != nil { // for Close
 		t.Fatal(err)
 	}
 }

@@ -27,6 +27,12 @@ func (t *KernelTUN) AddRoute(dst netip.Prefix) error { return errNoKernelTUN }
 // DeleteRoute fails on this system.
 func (t *KernelTUN) DeleteRoute(dst netip.Prefix) error { return errNoKernelTUN }
 
+// AddBypassRoute fails on this system.
+func (t *KernelTUN) AddBypassRoute(dst netip.Prefix) error { return errNoKernelTUN }
+
+// DeleteBypassRoute fails on this system.
+func (t *KernelTUN) DeleteBypassRoute(dst netip.Prefix) error { return errNoKernelTUN }
+
 // PrepareHostRoutes fails on this system.
 func (t *KernelTUN) PrepareHostRoutes(ports ...uint16) error { return errNoKernelTUN }
 

@@ -18,6 +18,13 @@
 // at most once per policy per AcquireInterval and drop; Bypass, Block, no
 // policy: drop and count (a TUN has no clear path out).
 //
+// Bypass out-policies (type=passthrough) therefore keep their traffic out
+// of the device instead: with Config.AddBypassRoute the back end asks for
+// a route to each one's destination prefix that leads where the host would
+// send it without the device's routes (a kernel TUN copies its best other
+// route, (*tun.KernelTUN).AddBypassRoute), so it is more specific than the
+// tunnel route it punches through and the packets never reach the device.
+//
 // Inbound (network → device), inbound.go: DeliverESP, called on the
 // socket's reading goroutine, opens the datagram with the SA its SPI names
 // (SADB.Open: replay, ICV, the RFC 4301 §5.2 selector check) into a pooled
@@ -101,6 +108,20 @@ type Config struct {
 	// it, so that a kernel TUN gets the remote subnets routed into it
 	// ((*tun.KernelTUN).AddRoute). A netstack needs none.
 	AddRoute, DeleteRoute func(netip.Prefix) error
+
+	// AddBypassRoute and DeleteBypassRoute, when set, are called with the
+	// destination prefix of the first and after the last outbound Bypass
+	// policy for it (type=passthrough), and must route that prefix past
+	// the device, the way the host would without the device's routes
+	// ((*tun.KernelTUN).AddBypassRoute): what a TUN receives it cannot
+	// send in the clear. A failure is logged, not returned (the policy is
+	// installed; its packets that still reach the device are dropped and
+	// counted in OutBypass). When both are nil and Device has such
+	// methods (a *tun.KernelTUN), those are used. Routes match on the
+	// destination only: a Bypass prefix equal to a Protect one stays in
+	// the device (the TUN route wins), and a more specific one takes all
+	// the host's traffic to it out in the clear, whatever its source.
+	AddBypassRoute, DeleteBypassRoute func(netip.Prefix) error
 
 	// AddHostRoute and DeleteHostRoute, when set, let the back end carry
 	// transport-mode SAs (transport.go). They are called with the
@@ -227,17 +248,26 @@ func keyOf(p *kernel.Policy) policyKey {
 }
 
 type policyEntry struct {
-	kp    kernel.Policy
-	ep    *esp.Policy // outbound only
-	route routeKey    // outbound Protect: the route it holds
+	kp     kernel.Policy
+	ep     *esp.Policy // outbound only
+	route  routeKey    // outbound Protect or Bypass: its route
+	routed bool        // route counted (routeRefLocked succeeded)
 }
 
 // routeKey is a route into the device: a tunnel's remote subnet (host
-// false, src unset) or a transport-mode peer (host true).
+// false, src unset) or a transport-mode peer (host true); or with bypass
+// a route past the device (a Bypass policy's destination).
 type routeKey struct {
-	dst  netip.Prefix
-	src  netip.Addr
-	host bool
+	dst    netip.Prefix
+	src    netip.Addr
+	host   bool
+	bypass bool
+}
+
+// bypassRouter is a device that routes prefixes past itself.
+type bypassRouter interface {
+	AddBypassRoute(netip.Prefix) error
+	DeleteBypassRoute(netip.Prefix) error
 }
 
 var _ kernel.IPsec = (*Backend)(nil)
@@ -249,6 +279,11 @@ func New(cfg Config) (*Backend, error) {
 	}
 	if cfg.SendESP == nil {
 		return nil, errors.New("userspace: Config.SendESP is nil")
+	}
+	if cfg.AddBypassRoute == nil && cfg.DeleteBypassRoute == nil {
+		if br, ok := cfg.Device.(bypassRouter); ok {
+			cfg.AddBypassRoute, cfg.DeleteBypassRoute = br.AddBypassRoute, br.DeleteBypassRoute
+		}
 	}
 	b := &Backend{
 		cfg:      cfg,
@@ -751,9 +786,18 @@ func (b *Backend) AddPolicy(ctx context.Context, p *kernel.Policy) error {
 			if err := b.routeRefLocked(pe.route, +1); err != nil {
 				return fmt.Errorf("userspace: %v policy %v -> %v: %w", p.Dir, sel.Src, sel.Dst, err)
 			}
+			pe.routed = true
+		}
+		if act == esp.ActionBypass {
+			pe.route = routeKey{dst: sel.Dst.Masked(), bypass: true}
+			if err := b.routeRefLocked(pe.route, +1); err != nil {
+				b.logf("userspace: %v policy %v -> %v (bypass): %v; its packets that the device receives are dropped", p.Dir, sel.Src, sel.Dst, err)
+			} else {
+				pe.routed = true
+			}
 		}
 		if err := b.spd.Add(pe.ep); err != nil {
-			if act == esp.ActionProtect {
+			if pe.routed {
 				b.routeRefLocked(pe.route, -1)
 			}
 			return fmt.Errorf("userspace: %w", err)
@@ -778,7 +822,8 @@ func (b *Backend) removePolicyLocked(pe *policyEntry) {
 	}
 	b.spd.Remove(pe.ep)
 	pe.ep.SetSA(nil)
-	if pe.kp.Action == kernel.Protect {
+	if pe.routed {
+		pe.routed = false
 		if err := b.routeRefLocked(pe.route, -1); err != nil {
 			b.logf("userspace: %v", err)
 		}
@@ -804,12 +849,18 @@ func routeOf(p *kernel.Policy) routeKey {
 	return k
 }
 
-// routeRefLocked counts the Protect policies per route and calls the
-// route hooks on the first and the last.
+// routeRefLocked counts the Protect (and Bypass) policies per route and
+// calls the route hooks on the first and the last. A failed add counts
+// nothing.
 func (b *Backend) routeRefLocked(r routeKey, d int) error {
 	n := b.routes[r]
 	add, del := b.cfg.AddRoute, b.cfg.DeleteRoute
-	if r.host {
+	what := "into the device"
+	switch {
+	case r.bypass:
+		add, del = b.cfg.AddBypassRoute, b.cfg.DeleteBypassRoute
+		what = "past the device"
+	case r.host:
 		add = func(p netip.Prefix) error { return b.cfg.AddHostRoute(p, r.src) }
 		del = func(p netip.Prefix) error { return b.cfg.DeleteHostRoute(p, r.src) }
 	}
@@ -817,7 +868,7 @@ func (b *Backend) routeRefLocked(r routeKey, d int) error {
 	switch {
 	case d > 0 && n == 0 && add != nil:
 		if err := add(p); err != nil {
-			return fmt.Errorf("route %v into the device: %w", p, err)
+			return fmt.Errorf("route %v %s: %w", p, what, err)
 		}
 	case d < 0 && n == 1 && del != nil:
 		defer func() {

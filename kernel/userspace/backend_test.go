@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -282,3 +283,97 @@ func TestRoutesAndPolicies(t *testing.T) {
 		t.Fatalf("routes deleted %v, want [%v]", deleted, subB)
 	}
 }
+
+// TestBypassRoutes checks that outbound Bypass policies hold a route past
+// the device per destination prefix (the first adds it, the last deletes
+// it), that a failed add is logged without failing the policy or being
+// deleted later, and that a Device with the methods is used when the
+// hooks are nil.
+func TestBypassRoutes(t *testing.T) {
+	ctx := context.Background()
+	pass := func(dst string) *kernel.Policy {
+		return &kernel.Policy{Dir: kernel.Out, Selector: kernel.Selector{Src: subA, Dst: netip.MustParsePrefix(dst)}, Action: kernel.Bypass}
+	}
+	var added, deleted []netip.Prefix
+	fail := false
+	b, err := New(Config{Device: newMemDev(1400), SendESP: func(l, r netip.AddrPort, p []byte) error { return nil },
+		AddBypassRoute: func(p netip.Prefix) error {
+			if fail {
+				return errors.New("no route")
+			}
+			added = append(added, p)
+			return nil
+		},
+		DeleteBypassRoute: func(p netip.Prefix) error { deleted = append(deleted, p); return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	five := netip.MustParsePrefix("10.2.0.5/32")
+	p1, p2 := pass("10.2.0.5/32"), pass("10.2.0.5/32")
+	p2.Selector.Src = netip.MustParsePrefix("10.1.1.0/24")
+	for _, p := range []*kernel.Policy{p1, p1, p2} { // p1 twice: a replacement
+		if err := b.AddPolicy(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	in := pass("10.2.0.6/32")
+	in.Dir = kernel.In
+	if err := b.AddPolicy(ctx, in); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(added, []netip.Prefix{five}) || len(deleted) != 0 {
+		t.Fatalf("after adding: added %v, deleted %v; want [%v], []", added, deleted, five)
+	}
+	if err := b.DeletePolicy(ctx, p1); err != nil {
+		t.Fatal(err)
+	}
+	if len(deleted) != 0 {
+		t.Fatalf("deleted %v while p2 still holds it", deleted)
+	}
+	if err := b.DeletePolicy(ctx, p2); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(deleted, []netip.Prefix{five}) {
+		t.Fatalf("deleted %v, want [%v]", deleted, five)
+	}
+	fail = true
+	if err := b.AddPolicy(ctx, p1); err != nil {
+		t.Fatalf("a failed bypass route failed the policy: %v", err)
+	}
+	fail = false
+	if err := b.AddPolicy(ctx, p2); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.DeletePolicy(ctx, p1); err != nil {
+		t.Fatal(err)
+	}
+	if len(deleted) != 1 {
+		t.Fatalf("deleting the policy whose route failed deleted p2's: %v", deleted)
+	}
+
+	// A device with the methods, no hooks.
+	dev := &bypassDev{memDev: newMemDev(1400)}
+	b2, err := New(Config{Device: dev, SendESP: func(l, r netip.AddrPort, p []byte) error { return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b2.Close()
+	if err := b2.AddPolicy(ctx, p1); err != nil {
+		t.Fatal(err)
+	}
+	if err := b2.DeletePolicy(ctx, p1); err != nil {
+		t.Fatal(err)
+	}
+	if dev.adds != 1 || dev.dels != 1 {
+		t.Errorf("device bypass routes: %d adds, %d deletes; want 1, 1", dev.adds, dev.dels)
+	}
+}
+
+type bypassDev struct {
+	*memDev
+	adds, dels int
+}
+
+func (d *bypassDev) AddBypassRoute(netip.Prefix) error    { d.adds++; return nil }
+func (d *bypassDev) DeleteBypassRoute(netip.Prefix) error { d.dels++; return nil }
