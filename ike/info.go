@@ -85,6 +85,7 @@ func (w *worker) informational(sa *ikeSA, m *message.Message, inner []message.Pa
 	}
 	w.respond(sa, message.INFORMATIONAL, m.MessageID, answer)
 	if deleteIKE {
+		w.peerDeletesIKE(sa)
 		w.forget(sa, fmt.Errorf("the peer deleted the IKE SA"))
 	}
 }

@@ -29,7 +29,13 @@ package ike
 // while our own rekey of it is out, we note the peer's exchange; when our
 // answer comes, the exchange with the lowest of the four nonces made the
 // redundant SA, which its initiator deletes; the initiator of the other
-// exchange deletes the old SA.
+// exchange deletes the old SA. The Child SAs stay on the old SA until we
+// know which new one survives: the outcome of our exchange, a failure or
+// timeout of it (then the peer's stands), or the peer's Delete of the old
+// SA before any of those (under loss; the peer deletes the old SA only
+// when its exchange made the survivor). A redundant SA that the peer made
+// and fails to delete (its Delete is not retransmitted, or it never heard
+// our answer) is deleted by us after the retransmit-timeout.
 
 import (
 	"bytes"
@@ -141,6 +147,12 @@ func (w *worker) scheduleIKE(sa *ikeSA, ours bool) {
 	start := sa.established
 	if start.IsZero() {
 		start = w.e.now()
+	}
+	if ours && !sa.created.IsZero() && sa.created.Before(start) {
+		// Our IKE SA counts from our IKE_SA_INIT, as our Child SA from
+		// our IKE_AUTH: the peer's clock starts later (by the exchange
+		// and any retransmissions), so we rekey first as we should.
+		start = sa.created
 	}
 	sa.expireAt = start.Add(life)
 	if sa.conn.cfg.Rekey {
@@ -670,11 +682,16 @@ func (w *worker) rekeyIKE(sa *ikeSA, group proposal.DHGroup, tries int) {
 	}
 	sa.ikeRekey = r
 	e.log.Logf("%s: rekeying IKE SA %s (new SPIi %s)", sa.conn.name, sa, hex8(spi))
-	w.request(sa, &request{exchange: message.CREATE_CHILD_SA,
+	w.request(sa, &request{exchange: message.CREATE_CHILD_SA, rekeysIKE: true,
 		payloads: []message.Payload{&message.SA{Proposals: r.offer}, &message.Nonce{Data: r.ni},
 			&message.KE{Group: group, Data: r.dh.Public()}},
 		onResponse: func(w *worker, sa *ikeSA, _ *message.Message, inner []message.Payload) {
 			w.ikeRekeyResponse(sa, r, inner)
+		},
+		onTimeout: func(w *worker, sa *ikeSA) {
+			if sa.ikeRekey == r {
+				w.collisionStands(sa, "no response to ours")
+			}
 		}})
 }
 
@@ -716,12 +733,52 @@ func (w *worker) adopt(ns *ikeSA, ours bool) {
 }
 
 // moveChildren hands the Child SAs of old, and its requests not sent
-// yet, to ns.
+// yet (but a rekey of old itself), to ns.
 func moveChildren(old, ns *ikeSA) {
 	ns.children = append(ns.children, old.children...)
 	old.children = nil
-	ns.queue = append(ns.queue, old.queue...)
+	for _, r := range old.queue {
+		if !r.rekeysIKE {
+			ns.queue = append(ns.queue, r)
+		}
+	}
 	old.queue = nil
+}
+
+// alive reports whether sa is an established IKE SA of w that is not
+// being replaced or deleted.
+func (w *worker) alive(sa *ikeSA) bool {
+	return sa != nil && w.sas[sa.ourSPI()] == sa && sa.state == stateEstablished && !sa.replaced
+}
+
+// collisionStands ends our rekey of sa, out while we answered the peer's
+// rekey of it, without a new IKE SA of ours (it failed, timed out, or the
+// peer deleted sa): the peer's new IKE SA takes the Child SAs. It reports
+// whether there was such an SA.
+func (w *worker) collisionStands(sa *ikeSA, why string) bool {
+	col := sa.peerIKERekey
+	sa.peerIKERekey = nil
+	sa.ikeRekey = nil
+	if col == nil || !w.alive(col.sa) {
+		return false
+	}
+	w.e.log.Logf("%s: simultaneous rekey of IKE SA %s: %s; the peer's %s stands", sa.conn.name, sa, why, col.sa)
+	moveChildren(sa, col.sa)
+	sa.replaced = true
+	if sa.deleteBy.IsZero() {
+		sa.deleteBy = w.e.now().Add(sa.conn.retransmitTimeout)
+	}
+	return true
+}
+
+// peerDeletesIKE is the peer's Delete of sa: if we answered its rekey of
+// sa while ours was out, the peer's exchange made the IKE SA that both
+// ends keep (it deletes the old SA only then), and the Child SAs go
+// there rather than with sa.
+func (w *worker) peerDeletesIKE(sa *ikeSA) {
+	if sa.peerIKERekey != nil {
+		w.collisionStands(sa, "the peer deleted the old IKE SA")
+	}
 }
 
 // ikeRekeyResponse finishes our rekey r of sa.
@@ -737,7 +794,7 @@ func (w *worker) ikeRekeyResponse(sa *ikeSA, r *ikeRekey, inner []message.Payloa
 	sa.peerIKERekey = nil
 	lost := func(why string) {
 		e.log.Logf("%s: rekey of IKE SA %s failed: %s", sa.conn.name, sa, why)
-		if col != nil {
+		if col != nil && w.alive(col.sa) {
 			moveChildren(sa, col.sa)
 			sa.replaced, sa.deleteBy = true, now.Add(sa.conn.retransmitTimeout)
 			return
@@ -785,12 +842,21 @@ func (w *worker) ikeRekeyResponse(sa *ikeSA, r *ikeRekey, inner []message.Payloa
 		return
 	}
 	w.adopt(ns, true)
+	if col != nil && !w.alive(col.sa) {
+		col = nil // the peer's new IKE SA went already: ours is the one
+	}
 	if col != nil && lowestIsOurs([2][]byte{r.ni, a.nonce.Data}, [2][]byte{col.ni, col.nr}) {
 		e.log.Logf("%s: simultaneous rekey of IKE SA %s: ours has the lowest nonce; deleting it", sa.conn.name, sa)
 		moveChildren(sa, col.sa)
 		sa.replaced, sa.deleteBy = true, now.Add(sa.conn.retransmitTimeout)
 		w.deleteIKE(ns, "redundant (simultaneous rekey)", nil, true)
 		return
+	}
+	if col != nil {
+		// The peer's new IKE SA is the redundant one: the peer deletes
+		// it when our answer reaches it; if it does not, we do.
+		e.log.Logf("%s: simultaneous rekey of IKE SA %s: the peer's has the lowest nonce; it deletes %s", sa.conn.name, sa, col.sa)
+		col.sa.redundantBy = now.Add(sa.conn.retransmitTimeout)
 	}
 	e.log.Logf("%s: rekeyed IKE SA %s into %s %s", sa.conn.name, sa, ns, choice)
 	moveChildren(sa, ns)
@@ -802,7 +868,10 @@ func (w *worker) ikeRekeyResponse(sa *ikeSA, r *ikeRekey, inner []message.Payloa
 func (w *worker) retireIKE(sa *ikeSA) {
 	sa.state = stateDeleting
 	sa.out, sa.queue = nil, nil
-	sa.deleteBy = w.e.now().Add(sa.conn.retransmitTimeout + time.Second)
+	// The peer forgets sa when our Delete reaches it, and then never
+	// answers a retransmission: a lost answer must not keep sa for the
+	// whole retransmit-timeout (the peer drops its copy by then anyway).
+	sa.deleteBy = w.e.now().Add(min(sa.conn.retransmitTimeout+time.Second, max(2*time.Second, 8*sa.conn.retransmitInterval)))
 	w.sendRequest(sa, &request{
 		exchange:   message.INFORMATIONAL,
 		payloads:   []message.Payload{&message.Delete{Protocol: message.ProtocolIKE}},

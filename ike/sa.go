@@ -88,9 +88,12 @@ type ikeSA struct {
 	ikeRekey          *ikeRekey     // our CREATE_CHILD_SA rekeying this IKE SA is out
 	peerIKERekey      *ikeCollision // the peer's rekey we answered while ours was out
 	replaced          bool          // a rekey made its successor; waiting for the Delete
-	lastSent          time.Time     // for NAT-T keep-alives
-	counted           bool          // counted in Engine.peers (established)
-	movedHere         bool          // routed to this worker through Engine.moved
+	// redundantBy: the peer made this IKE SA in a simultaneous rekey that
+	// its exchange lost (§2.8.1); the peer deletes it, or we do by then.
+	redundantBy time.Time
+	lastSent    time.Time // for NAT-T keep-alives
+	counted     bool      // counted in Engine.peers (established)
+	movedHere   bool      // routed to this worker through Engine.moved
 
 	children []*childSA
 	pending  *childSA // initiator: the Child SA of IKE_AUTH
@@ -118,6 +121,7 @@ type request struct {
 	timeout    time.Duration // 0: the conn's retransmit-timeout
 	onResponse func(w *worker, sa *ikeSA, m *message.Message, inner []message.Payload)
 	onTimeout  func(w *worker, sa *ikeSA)
+	rekeysIKE  bool // our CREATE_CHILD_SA rekeying the IKE SA
 }
 
 func (sa *ikeSA) keyed() bool { return sa.skIn != nil }
@@ -309,6 +313,13 @@ func (w *worker) tickSA(sa *ikeSA, now time.Time) {
 	}
 	if sa.state != stateEstablished || sa.replaced {
 		return
+	}
+	if !sa.redundantBy.IsZero() && !now.Before(sa.redundantBy) {
+		sa.redundantBy = time.Time{}
+		if len(sa.children) == 0 && sa.out == nil && len(sa.queue) == 0 {
+			w.deleteIKE(sa, "redundant (simultaneous rekey), not deleted by the peer", nil, true)
+			return
+		}
 	}
 	if !w.lifetimes(sa, now) {
 		return
