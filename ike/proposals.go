@@ -194,6 +194,21 @@ func pickEncr(encrs []proposal.Encr, p *message.Proposal) (proposal.EncrID, int,
 
 // integOK reports whether an AEAD proposal's integrity transforms (none,
 // or only NONE) are acceptable.
+// pickInteg chooses the integrity transform to go with encr from ours,
+// among those the peer's proposal p offers: none for an AEAD (when p offers
+// no other), else the first of ours that p has.
+func pickInteg(encr proposal.EncrID, ours []proposal.IntegID, p *message.Proposal) (proposal.IntegID, bool) {
+	if encr.AEAD() {
+		return proposal.IntegNone, aeadIntegOK(p)
+	}
+	for _, in := range ours {
+		if in != proposal.IntegNone && hasTransform(p, message.TransformINTEG, uint16(in), 0) {
+			return in, true
+		}
+	}
+	return 0, false
+}
+
 func aeadIntegOK(p *message.Proposal) bool {
 	for i := range p.Transforms {
 		t := &p.Transforms[i]
@@ -231,22 +246,9 @@ func selectIKE(ours []proposal.IKEProposal, theirs []message.Proposal, ke propos
 			if prf == 0 {
 				continue
 			}
-			integ := proposal.IntegNone
-			if encr.AEAD() {
-				if !aeadIntegOK(tp) {
-					continue
-				}
-			} else {
-				integ = 0
-				for _, in := range op.Integ {
-					if in != proposal.IntegNone && hasTransform(tp, message.TransformINTEG, uint16(in), 0) {
-						integ = in
-						break
-					}
-				}
-				if integ == 0 {
-					continue
-				}
+			integ, found := pickInteg(encr, op.Integ, tp)
+			if !found {
+				continue
 			}
 			var first proposal.DHGroup
 			group := proposal.DHGroup(0)
@@ -357,22 +359,9 @@ func selectESP(ours []proposal.ESPProposal, esn []uint16, theirs []message.Propo
 			if !found {
 				continue
 			}
-			integ := proposal.IntegNone
-			if encr.AEAD() {
-				if !aeadIntegOK(tp) {
-					continue
-				}
-			} else {
-				integ = 0
-				for _, in := range op.Integ {
-					if in != proposal.IntegNone && hasTransform(tp, message.TransformINTEG, uint16(in), 0) {
-						integ = in
-						break
-					}
-				}
-				if integ == 0 {
-					continue
-				}
+			integ, found := pickInteg(encr, op.Integ, tp)
+			if !found {
+				continue
 			}
 			esnID, esnOK := uint16(0), false
 			if countType(tp, message.TransformESN) == 0 {
