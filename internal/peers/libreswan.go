@@ -61,6 +61,10 @@ type LibreswanConn struct {
 	Encapsulation string
 	Type          string // type=: tunnel (default) or transport
 	Auto          string // auto=: add (default), start, ondemand, ignore
+	// AuthBy is authby=; empty means "secret". Pluto 4.10 refuses a conn
+	// whose leftauth=/rightauth= disagrees with it ("leftauth=ecdsa
+	// expects authby=ECDSA"), so certificate conns need e.g. "ecdsa".
+	AuthBy string
 	// Extra holds more conn settings, key=value.
 	Extra map[string]string
 }
@@ -74,8 +78,12 @@ func LibreswanConf(conns []LibreswanConn) (conf, secrets string, err error) {
 			return "", "", err
 		}
 		fmt.Fprintf(&c, "conn %s\n", cn.Name)
+		authby := cn.AuthBy
+		if authby == "" {
+			authby = "secret"
+		}
 		kv := [][2]string{
-			{"ikev2", "insist"}, {"authby", "secret"},
+			{"ikev2", "insist"}, {"authby", authby},
 			{"left", cn.Left}, {"leftid", cn.LeftID}, {"leftsubnet", cn.LeftSubnet},
 			{"right", cn.Right}, {"rightid", cn.RightID}, {"rightsubnet", cn.RightSubnet},
 			{"ike", cn.IKE}, {"esp", cn.ESP}, {"encapsulation", cn.Encapsulation},
