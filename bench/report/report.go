@@ -398,3 +398,36 @@ func PrintSummary(w io.Writer, r *Report) {
 	fmt.Fprintln(w)
 	r.Markdown(w)
 }
+
+// Line renders the sample's metrics on one line, in MetricOrder, for the
+// tools' progress output.
+func (s Sample) Line() string {
+	var b strings.Builder
+	for _, m := range MetricOrder {
+		if v, ok := s.Metrics[m.Key]; ok {
+			fmt.Fprintf(&b, "%s %s  ", m.Head, Num(v))
+		}
+	}
+	return b.String()
+}
+
+// FirstLine is s up to its first newline: a short error for a sample.
+func FirstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+// Finish writes the report's JSON, Markdown and PNG to out (when set) and
+// says so on standard error, prefixed with the tool's name.
+func (r *Report) Finish(tool, out string) error {
+	if out == "" {
+		return nil
+	}
+	if err := r.WriteAll(out); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "%s: wrote %s.json, %s.md, %s.png\n", tool, out, out, out)
+	return nil
+}

@@ -163,12 +163,12 @@ func run(o options) (*report.Report, error) {
 				s.Case = cn
 			}
 			rep.Add(s)
-			fmt.Fprintf(os.Stderr, "ikebench:   %s %s run %d: %v %s%s\n", s.Case, im.name, s.Run, summary(s), s.Error, s.Note)
+			fmt.Fprintf(os.Stderr, "ikebench:   %s %s run %d: %v %s%s\n", s.Case, im.name, s.Run, s.Line(), s.Error, s.Note)
 		}
 		l.Close()
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "ikebench: %s: %v\n", im.name, err)
-			rep.Add(report.Sample{Case: cn, Impl: im.name, Error: firstLine(err.Error())})
+			rep.Add(report.Sample{Case: cn, Impl: im.name, Error: report.FirstLine(err.Error())})
 		}
 		if im.ours {
 			ours = append(ours, im.name)
@@ -177,33 +177,13 @@ func run(o options) (*report.Report, error) {
 		}
 	}
 	rep.Compare(ours, theirs)
-	if o.out != "" {
-		if err := rep.WriteAll(o.out); err != nil {
-			return rep, err
-		}
-		fmt.Fprintf(os.Stderr, "ikebench: wrote %s.json, %s.md, %s.png\n", o.out, o.out, o.out)
+	if err := rep.Finish("ikebench", o.out); err != nil {
+		return rep, err
 	}
 	if left := lab.Leftovers(os.Getpid()); len(left) > 0 {
 		return rep, fmt.Errorf("namespaces left behind: %v", left)
 	}
 	return rep, nil
-}
-
-func summary(s report.Sample) string {
-	var b strings.Builder
-	for _, m := range report.MetricOrder {
-		if v, ok := s.Metrics[m.Key]; ok {
-			fmt.Fprintf(&b, "%s %s  ", m.Head, report.Num(v))
-		}
-	}
-	return b.String()
-}
-
-func firstLine(s string) string {
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		return s[:i]
-	}
-	return s
 }
 
 const psk = "goswan ikebench pre-shared key, long enough"
@@ -390,7 +370,7 @@ func measureRuns(o options, t target, prog *report.Progress) ([]report.Sample, e
 			time.Sleep(100 * time.Millisecond)
 		}
 		if len(errs) > 0 {
-			msg := fmt.Sprintf("%d errors, first: %v", len(errs), firstLine(errs[0].Error()))
+			msg := fmt.Sprintf("%d errors, first: %v", len(errs), report.FirstLine(errs[0].Error()))
 			if len(lats) == 0 {
 				s.Error = msg
 			} else {
@@ -412,7 +392,7 @@ func measureRuns(o options, t target, prog *report.Progress) ([]report.Sample, e
 		}
 		if len(errs) > 0 {
 			s.Metrics["refused_at"] = s.Metrics["held"] + 1
-			s.Error = "refused: " + firstLine(errs[0].Error())
+			s.Error = "refused: " + report.FirstLine(errs[0].Error())
 		}
 		t1 := time.Now()
 		dl, _ := pool(1, o.limit+1, o.c, t.mkClient, t.close, t.down, false)

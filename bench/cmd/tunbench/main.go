@@ -248,7 +248,7 @@ func run(o options) (*report.Report, error) {
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "tunbench: %s: set-up failed: %v\n", im.name, err)
 			for _, c := range cases {
-				rep.Add(report.Sample{Case: c.name, Impl: im.name, Run: 1, Error: "set-up: " + firstLine(err.Error())})
+				rep.Add(report.Sample{Case: c.name, Impl: im.name, Run: 1, Error: "set-up: " + report.FirstLine(err.Error())})
 			}
 			prog.Total -= o.runs * len(cases)
 			l.Close()
@@ -262,7 +262,7 @@ func run(o options) (*report.Report, error) {
 				if s.Error != "" {
 					fmt.Fprintf(os.Stderr, "tunbench:   failed: %s\n", s.Error)
 				} else {
-					fmt.Fprintf(os.Stderr, "tunbench:   %s\n", oneLine(s))
+					fmt.Fprintf(os.Stderr, "tunbench:   %s\n", s.Line())
 				}
 				rep.Add(s)
 			}
@@ -278,33 +278,13 @@ func run(o options) (*report.Report, error) {
 		}
 	}
 	rep.Compare(ours, theirs)
-	if o.out != "" {
-		if err := rep.WriteAll(o.out); err != nil {
-			return rep, err
-		}
-		fmt.Fprintf(os.Stderr, "tunbench: wrote %s.json, %s.md, %s.png\n", o.out, o.out, o.out)
+	if err := rep.Finish("tunbench", o.out); err != nil {
+		return rep, err
 	}
 	if left := lab.Leftovers(os.Getpid()); len(left) > 0 {
 		return rep, fmt.Errorf("namespaces left behind: %v", left)
 	}
 	return rep, nil
-}
-
-func firstLine(s string) string {
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		return s[:i]
-	}
-	return s
-}
-
-func oneLine(s report.Sample) string {
-	var b strings.Builder
-	for _, m := range report.MetricOrder {
-		if v, ok := s.Metrics[m.Key]; ok {
-			fmt.Fprintf(&b, "%s %s  ", m.Head, report.Num(v))
-		}
-	}
-	return b.String()
 }
 
 // measure runs one case once.
@@ -321,7 +301,7 @@ func measure(l *lab.Lab, o options, tn *tunnel, c testCase) report.Sample {
 	s.Noise.BusyDuring = rd.Busy
 	s.Metrics["busy_during"] = rd.Busy * 100
 	if err != nil {
-		s.Error = firstLine(err.Error())
+		s.Error = report.FirstLine(err.Error())
 		return s
 	}
 	el := res.Elapsed.Seconds()
@@ -810,7 +790,7 @@ func xfrmESPMissing(l *lab.Lab) string {
 	_, err = ns.Run("ip", "xfrm", "state", "add", "src", "192.0.2.1", "dst", "192.0.2.2", "proto", "esp", "spi", "0x1000",
 		"mode", "tunnel", "aead", "rfc4106(gcm(aes))", "0x"+strings.Repeat("11", 20), "128")
 	if err != nil {
-		return "the kernel has no ESP with AES-GCM (" + firstLine(err.Error()) + ")"
+		return "the kernel has no ESP with AES-GCM (" + report.FirstLine(err.Error()) + ")"
 	}
 	return ""
 }
