@@ -55,11 +55,9 @@ type RawESP struct {
 }
 
 type rawSock struct {
-	conn     *net.IPConn
-	pc4      *ipv4.PacketConn // one of pc4/pc6 is set
-	pc6      *ipv6.PacketConn
-	local    netip.Addr // unspecified for wildcard
-	wildcard bool
+	pktConn
+	conn  *net.IPConn
+	local netip.Addr // unspecified for wildcard
 }
 
 // OpenRawESP opens the raw ESP sockets and starts reading. Without
@@ -108,7 +106,7 @@ func openRaw(a netip.Addr) (*rawSock, error) {
 		return nil, fmt.Errorf("raw ESP socket on %s: %w", a, err)
 	}
 	setBuffersRaw(conn, SocketBuffer)
-	so := &rawSock{conn: conn, local: a, wildcard: a.IsUnspecified()}
+	so := &rawSock{conn: conn, local: a, pktConn: pktConn{wildcard: a.IsUnspecified()}}
 	if a.Is4() {
 		so.pc4 = ipv4.NewPacketConn(conn)
 		if err := so.pc4.SetControlMessage(ipv4.FlagDst, true); err != nil {
@@ -154,25 +152,9 @@ func (r *RawESP) read(so *rawSock) {
 // which local address it was sent to.
 func (so *rawSock) recv(buf []byte) (int, netip.Addr, netip.Addr, error) {
 	local := so.local
-	var n int
-	var src net.Addr
-	var err error
-	if so.pc4 != nil {
-		var cm *ipv4.ControlMessage
-		n, cm, src, err = so.pc4.ReadFrom(buf)
-		if err == nil && cm != nil && cm.Dst != nil {
-			if a, ok := netip.AddrFromSlice(cm.Dst.To4()); ok {
-				local = a
-			}
-		}
-	} else {
-		var cm *ipv6.ControlMessage
-		n, cm, src, err = so.pc6.ReadFrom(buf)
-		if err == nil && cm != nil && cm.Dst != nil {
-			if a, ok := netip.AddrFromSlice(cm.Dst); ok {
-				local = a.Unmap()
-			}
-		}
+	n, dst, src, err := so.readFrom(buf)
+	if dst.IsValid() {
+		local = dst
 	}
 	if err != nil {
 		return 0, local, netip.Addr{}, err
@@ -199,22 +181,7 @@ func (r *RawESP) Send(local, remote netip.Addr, pkt []byte) error {
 		r.sendErr.Add(1)
 		return fmt.Errorf("no raw ESP socket bound to %s", local)
 	}
-	dst := &net.IPAddr{IP: remote.AsSlice()}
-	var err error
-	if so.pc4 != nil {
-		var cm *ipv4.ControlMessage
-		if so.wildcard && local.IsValid() && !local.IsUnspecified() {
-			cm = &ipv4.ControlMessage{Src: local.AsSlice()}
-		}
-		_, err = so.pc4.WriteTo(pkt, cm, dst)
-	} else {
-		var cm *ipv6.ControlMessage
-		if so.wildcard && local.IsValid() && !local.IsUnspecified() {
-			cm = &ipv6.ControlMessage{Src: local.AsSlice()}
-		}
-		_, err = so.pc6.WriteTo(pkt, cm, dst)
-	}
-	if err != nil {
+	if err := so.writeTo(pkt, local, &net.IPAddr{IP: remote.AsSlice()}); err != nil {
 		r.sendErr.Add(1)
 		return fmt.Errorf("sending raw ESP to %s from %s: %w", remote, local, err)
 	}

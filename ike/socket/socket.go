@@ -67,14 +67,12 @@ type Sockets struct {
 }
 
 type sock struct {
-	conn     *net.UDPConn
-	pc4      *ipv4.PacketConn // one of pc4/pc6 is set
-	pc6      *ipv6.PacketConn
-	local    netip.AddrPort // bound address; unspecified address for wildcard
-	wildcard bool
-	natt     bool
-	noGSO    atomic.Bool     // UDP GSO failed once on this socket: send one by one
-	rc       syscall.RawConn // NAT-T sockets with batched I/O (Linux)
+	pktConn
+	conn  *net.UDPConn
+	local netip.AddrPort // bound address; unspecified address for wildcard
+	natt  bool
+	noGSO atomic.Bool     // UDP GSO failed once on this socket: send one by one
+	rc    syscall.RawConn // NAT-T sockets with batched I/O (Linux)
 }
 
 // Open binds the sockets and starts reading. The ports must be free.
@@ -119,7 +117,7 @@ func bind(a netip.Addr, port int) (*sock, error) {
 	if err != nil {
 		return nil, fmt.Errorf("binding IKE socket %s: %v", net.JoinHostPort(a.String(), strconv.Itoa(port)), err)
 	}
-	so := &sock{conn: conn, local: ap, wildcard: a.IsUnspecified()}
+	so := &sock{conn: conn, local: ap, pktConn: pktConn{wildcard: a.IsUnspecified()}}
 	// ESP in UDP arrives in bursts on the NAT-T socket: ask for large
 	// buffers (the kernel caps them at net.core.rmem_max / wmem_max
 	// unless we may force more).
@@ -186,25 +184,9 @@ func (s *Sockets) read(so *sock) {
 // recv reads one datagram and says which local address it was sent to.
 func (so *sock) recv(buf []byte) (int, netip.AddrPort, netip.AddrPort, error) {
 	local := so.local
-	var n int
-	var src net.Addr
-	var err error
-	if so.pc4 != nil {
-		var cm *ipv4.ControlMessage
-		n, cm, src, err = so.pc4.ReadFrom(buf)
-		if err == nil && cm != nil && cm.Dst != nil {
-			if a, ok := netip.AddrFromSlice(cm.Dst.To4()); ok {
-				local = netip.AddrPortFrom(a, so.local.Port())
-			}
-		}
-	} else {
-		var cm *ipv6.ControlMessage
-		n, cm, src, err = so.pc6.ReadFrom(buf)
-		if err == nil && cm != nil && cm.Dst != nil {
-			if a, ok := netip.AddrFromSlice(cm.Dst); ok {
-				local = netip.AddrPortFrom(a, so.local.Port())
-			}
-		}
+	n, dst, src, err := so.readFrom(buf)
+	if dst.IsValid() {
+		local = netip.AddrPortFrom(dst, so.local.Port())
 	}
 	if err != nil {
 		return 0, local, netip.AddrPort{}, err
@@ -282,21 +264,7 @@ func (so *sock) sendEach(src netip.Addr, dst netip.AddrPort, pkts [][]byte) (int
 }
 
 func (so *sock) send(src netip.Addr, dst netip.AddrPort, b []byte) error {
-	ua := net.UDPAddrFromAddrPort(dst)
-	if so.pc4 != nil {
-		var cm *ipv4.ControlMessage
-		if so.wildcard && src.IsValid() && !src.IsUnspecified() {
-			cm = &ipv4.ControlMessage{Src: src.AsSlice()}
-		}
-		_, err := so.pc4.WriteTo(b, cm, ua)
-		return err
-	}
-	var cm *ipv6.ControlMessage
-	if so.wildcard && src.IsValid() && !src.IsUnspecified() {
-		cm = &ipv6.ControlMessage{Src: src.AsSlice()}
-	}
-	_, err := so.pc6.WriteTo(b, cm, ua)
-	return err
+	return so.writeTo(b, src, net.UDPAddrFromAddrPort(dst))
 }
 
 // find picks the socket for a local address and port: an exact binding
